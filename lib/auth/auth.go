@@ -1,0 +1,186 @@
+// Package auth proves to both ends of a stream that they know the same code,
+// and binds that proof to the two libp2p peer IDs of the stream's secure
+// channel.
+//
+// The finder (the side that dialled) runs Finder, the announcer runs
+// Announcer. The exchange is: the finder's PAKE message X, the announcer's Y,
+// the finder's MAC, then the announcer's MAC or AUTH_FAILED. The PAKE is
+// github.com/schollz/pake/v3 on curve P-256; every PAKE message is decoded and
+// checked here before pake sees it, because pake panics on some malformed
+// messages.
+package auth
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/schollz/pake/v3"
+
+	"github.com/pcp-dev/pcp/lib/frame"
+)
+
+// Curve is the only PAKE curve pcp uses. Never ed25519: pake's ed25519
+// points have publicly known discrete logs, so one recorded session would
+// let anyone brute-force the code offline.
+const Curve = "p256"
+
+// MaxMessage bounds a PAKE or MAC message.
+const MaxMessage = 2 << 10
+
+// ErrWrongCode reports a failed key confirmation: the peer does not know the
+// same code, or someone interfered with the exchange. Each one is a guess
+// that counts against the guess budget.
+var ErrWrongCode = errors.New("the code did not match")
+
+// ProtocolError reports a peer that broke the authentication protocol.
+type ProtocolError struct{ Reason string }
+
+func (e *ProtocolError) Error() string { return "authentication protocol: " + e.Reason }
+
+func protocolErrorf(format string, args ...any) error {
+	return &ProtocolError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Peers names the two ends of an authenticated stream. Both IDs come from the
+// libp2p connection (host.ID() and Conn().RemotePeer()), never from a message.
+type Peers struct {
+	Announcer peer.ID
+	Finder    peer.ID
+}
+
+// Finder authenticates the stream from the dialling side (PAKE role 0).
+// It returns nil only when the announcer proved it knows password.
+func Finder(rw io.ReadWriter, password []byte, peers Peers) error {
+	p, err := pake.InitCurve(password, 0, Curve)
+	if err != nil {
+		return fmt.Errorf("pake init: %w", err)
+	}
+	if err := frame.Write(rw, frame.PAKE, p.Bytes()); err != nil {
+		return fmt.Errorf("send pake message: %w", err)
+	}
+	r := frame.NewReader(rw, MaxMessage)
+	msg, err := expect(r, frame.PAKE)
+	if err != nil {
+		return err
+	}
+	if err := update(p, msg, 1); err != nil {
+		return err
+	}
+	k, err := confirmationKey(p)
+	if err != nil {
+		return err
+	}
+	if err := frame.Write(rw, frame.MAC, k.mac(finderLabel, peers)); err != nil {
+		return fmt.Errorf("send mac: %w", err)
+	}
+	t, payload, err := r.Next()
+	if err != nil {
+		return readError(err)
+	}
+	switch t {
+	case frame.AuthFailed:
+		return ErrWrongCode
+	case frame.MAC:
+		if !hmac.Equal(payload, k.mac(announcerLabel, peers)) {
+			return ErrWrongCode
+		}
+		return nil
+	}
+	return protocolErrorf("unexpected %v frame", t)
+}
+
+// Announcer authenticates the stream from the accepting side (PAKE role 1).
+// It returns nil only when the finder proved it knows password; on a wrong
+// MAC it tells the finder AUTH_FAILED and returns ErrWrongCode.
+func Announcer(rw io.ReadWriter, password []byte, peers Peers) error {
+	r := frame.NewReader(rw, MaxMessage)
+	msg, err := expect(r, frame.PAKE)
+	if err != nil {
+		return err
+	}
+	p, err := pake.InitCurve(password, 1, Curve)
+	if err != nil {
+		return fmt.Errorf("pake init: %w", err)
+	}
+	if err := update(p, msg, 0); err != nil {
+		return err
+	}
+	if err := frame.Write(rw, frame.PAKE, p.Bytes()); err != nil {
+		return fmt.Errorf("send pake message: %w", err)
+	}
+	k, err := confirmationKey(p)
+	if err != nil {
+		return err
+	}
+	theirs, err := expect(r, frame.MAC)
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal(theirs, k.mac(finderLabel, peers)) {
+		// Best effort: the finder learns nothing more from this than from silence.
+		_ = frame.Write(rw, frame.AuthFailed, nil)
+		return ErrWrongCode
+	}
+	if err := frame.Write(rw, frame.MAC, k.mac(announcerLabel, peers)); err != nil {
+		return fmt.Errorf("send mac: %w", err)
+	}
+	return nil
+}
+
+// expect reads one frame of type want.
+func expect(r *frame.Reader, want frame.Type) ([]byte, error) {
+	t, payload, err := r.Next()
+	if err != nil {
+		return nil, readError(err)
+	}
+	if t != want {
+		return nil, protocolErrorf("got %v frame, want %v", t, want)
+	}
+	return payload, nil
+}
+
+func readError(err error) error {
+	if errors.Is(err, frame.ErrTooLarge) {
+		return &ProtocolError{Reason: err.Error()}
+	}
+	return fmt.Errorf("read authentication message: %w", err)
+}
+
+const (
+	finderLabel    = "finder"
+	announcerLabel = "announcer"
+)
+
+type confirmKey []byte
+
+// confirmationKey derives the key-confirmation key from the PAKE session key.
+func confirmationKey(p *pake.Pake) (confirmKey, error) {
+	sk, err := p.SessionKey()
+	if err != nil {
+		return nil, fmt.Errorf("pake session key: %w", err)
+	}
+	k, err := hkdf.Key(sha256.New, sk, nil, "pcp/1 key confirmation", 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive confirmation key: %w", err)
+	}
+	return k, nil
+}
+
+// mac is HMAC-SHA256(k, lp("pcp/1") ‖ lp(label) ‖ lp(announcer) ‖ lp(finder)),
+// where lp is a 4-byte big-endian length followed by the bytes.
+func (k confirmKey) mac(label string, peers Peers) []byte {
+	h := hmac.New(sha256.New, k)
+	for _, field := range []string{"pcp/1", label, string(peers.Announcer), string(peers.Finder)} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(field)))
+		h.Write(n[:])
+		h.Write([]byte(field))
+	}
+	return h.Sum(nil)
+}

@@ -1,0 +1,222 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pcp-dev/pcp/lib/status"
+)
+
+// BootstrapWarning is how long the DHT may go without a bootstrap peer
+// before the user is told.
+const BootstrapWarning = 10 * time.Second
+
+// DefaultBootstrap returns the public IPFS bootstrap peers.
+func DefaultBootstrap() []peer.AddrInfo {
+	return dht.GetDefaultBootstrapPeerAddrInfos()
+}
+
+// ParseBootstrap parses full multiaddrs (ending in /p2p/<peer ID>).
+func ParseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+	var mas []ma.Multiaddr
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap address %q: %w", s, err)
+		}
+		if _, err := a.ValueForProtocol(ma.P_P2P); err != nil {
+			return nil, fmt.Errorf("bootstrap address %q: missing /p2p/<peer ID>", s)
+		}
+		mas = append(mas, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap addresses: %w", err)
+	}
+	return infos, nil
+}
+
+// DHT is a Kademlia DHT node of the standard IPFS DHT (/ipfs/kad/1.0.0).
+type DHT struct {
+	host      host.Host
+	dht       *dht.IpfsDHT
+	bootstrap []peer.AddrInfo
+	log       status.Logger
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// StartDHT starts a DHT node on h, in server mode for `pcp node` and in
+// client mode for the transfer commands (a short-lived command must not
+// become a DHT server), and connects to the bootstrap peers in the
+// background until ctx ends.
+func StartDHT(ctx context.Context, h host.Host, server bool, bootstrap []peer.AddrInfo, log status.Logger) (*DHT, error) {
+	mode := dht.ModeClient
+	if server {
+		mode = dht.ModeServer
+	}
+	kad, err := dht.New(h, dht.Mode(mode), dht.BootstrapPeers(bootstrap...))
+	if err != nil {
+		return nil, fmt.Errorf("start dht: %w", err)
+	}
+	d := &DHT{host: h, dht: kad, bootstrap: bootstrap, log: log, ready: make(chan struct{})}
+	go d.connect(ctx)
+	return d, nil
+}
+
+// Close stops the DHT node.
+func (d *DHT) Close() error { return d.dht.Close() }
+
+// Name implements Method.
+func (d *DHT) Name() string { return "dht" }
+
+// Ready is closed once the routing table holds a peer.
+func (d *DHT) Ready() <-chan struct{} { return d.ready }
+
+// connect dials the bootstrap peers until the routing table is non-empty,
+// and tells the user if that takes longer than BootstrapWarning.
+func (d *DHT) connect(ctx context.Context) {
+	start := time.Now()
+	warned := false
+	for attempt := 0; ; attempt++ {
+		if attempt%20 == 0 { // every 5 s
+			var wg sync.WaitGroup
+			for _, ai := range d.bootstrap {
+				if ai.ID == d.host.ID() {
+					continue
+				}
+				wg.Go(func() {
+					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					defer cancel()
+					if err := d.host.Connect(cctx, ai); err != nil {
+						d.log.Debugf("dht: bootstrap peer %s: %v", ai.ID.ShortString(), err)
+					}
+				})
+			}
+			go wg.Wait()
+		}
+		if d.dht.RoutingTable().Size() > 0 {
+			d.log.Debugf("dht: %d peers in the routing table after %v", d.dht.RoutingTable().Size(), since(start))
+			d.readyOnce.Do(func() { close(d.ready) })
+			return
+		}
+		if !warned && time.Since(start) > BootstrapWarning {
+			warned = true
+			if len(d.bootstrap) == 0 {
+				d.log.Infof("dht: no bootstrap peers configured; the DHT cannot be used")
+			} else {
+				d.log.Infof("dht: no bootstrap peer answered within %v; still trying (is --bootstrap right?)", BootstrapWarning)
+			}
+		}
+		if sleep(ctx, 250*time.Millisecond) != nil {
+			return
+		}
+	}
+}
+
+func (d *DHT) waitReady(ctx context.Context) error {
+	select {
+	case <-d.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Announce writes a provider record under the channel's key for the current
+// time bucket, again at every bucket boundary and whenever the host's
+// addresses change, until ctx ends.
+func (d *DHT) Announce(ctx context.Context, channel int) error {
+	if err := d.waitReady(ctx); err != nil {
+		return nil
+	}
+	sub, err := d.host.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		return fmt.Errorf("subscribe to address updates: %w", err)
+	}
+	defer sub.Close()
+	for {
+		now := time.Now()
+		retry := time.Until(now.Truncate(Bucket).Add(Bucket))
+		start := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := d.dht.Provide(pctx, Key(channel, now), true)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			d.log.Infof("dht: announcing failed, retrying: %v", err)
+			retry = min(retry, 5*time.Second)
+		default:
+			d.log.Debugf("dht: announced channel %d in %v", channel, since(start))
+		}
+		select {
+		case <-time.After(retry):
+		case <-sub.Out():
+			d.log.Debugf("dht: addresses changed, announcing again")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// Find looks up the providers of the channel's keys for the previous,
+// current and next time bucket, again and again with a growing pause, and
+// sends each to out until ctx ends.
+func (d *DHT) Find(ctx context.Context, channel int, out chan<- Candidate) error {
+	if err := d.waitReady(ctx); err != nil {
+		return nil
+	}
+	pause := 500 * time.Millisecond
+	for {
+		var wg sync.WaitGroup
+		for _, key := range FindKeys(channel, time.Now()) {
+			wg.Go(func() { d.findProviders(ctx, key, out) })
+		}
+		wg.Wait()
+		if sleep(ctx, pause) != nil {
+			return nil
+		}
+		pause = min(2*pause, 8*time.Second)
+	}
+}
+
+func (d *DHT) findProviders(ctx context.Context, key cid.Cid, out chan<- Candidate) {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for ai := range d.dht.FindProvidersAsync(lctx, key, 0) {
+		if ai.ID == d.host.ID() {
+			continue
+		}
+		if len(ai.Addrs) == 0 {
+			fctx, cancel := context.WithTimeout(lctx, 10*time.Second)
+			found, err := d.dht.FindPeer(fctx, ai.ID)
+			cancel()
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					d.log.Debugf("dht: provider %s without addresses: %v", ai.ID.ShortString(), err)
+				}
+				continue
+			}
+			ai = found
+		}
+		select {
+		case out <- Candidate{AddrInfo: ai, Source: d.Name()}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

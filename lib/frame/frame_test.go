@@ -1,0 +1,102 @@
+package frame
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	payloads := [][]byte{nil, []byte("x"), bytes.Repeat([]byte{0xab}, MaxPayload)}
+	types := []Type{Heartbeat, Data, Data}
+	for i, p := range payloads {
+		if err := Write(&buf, types[i], p); err != nil {
+			t.Fatalf("write frame %d: %v", i, err)
+		}
+	}
+	r := NewReader(&buf, MaxPayload)
+	for i, want := range payloads {
+		typ, got, err := r.Next()
+		if err != nil {
+			t.Fatalf("read frame %d: %v", i, err)
+		}
+		if typ != types[i] || !bytes.Equal(got, want) {
+			t.Fatalf("frame %d: got %v with %d bytes, want %v with %d", i, typ, len(got), types[i], len(want))
+		}
+	}
+	if _, _, err := r.Next(); err != io.EOF {
+		t.Fatalf("after the last frame: got %v, want io.EOF", err)
+	}
+}
+
+func TestReaderReadsNoFurther(t *testing.T) {
+	var buf bytes.Buffer
+	Write(&buf, MAC, []byte("abc"))
+	buf.WriteString("rest")
+	if _, _, err := NewReader(&buf, 16).Next(); err != nil {
+		t.Fatal(err)
+	}
+	if buf.String() != "rest" {
+		t.Fatalf("reader consumed bytes beyond its frame: %q left", buf.String())
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	tests := []struct {
+		name  string
+		input []byte
+		max   int
+		want  error
+	}{
+		{"truncated header", []byte{'D', 0, 0}, 100, io.ErrUnexpectedEOF},
+		{"truncated payload", []byte{'D', 0, 0, 0, 5, 'a', 'b'}, 100, io.ErrUnexpectedEOF},
+		{"over the reader's limit", []byte{'P', 0, 0, 8, 1}, 2048, ErrTooLarge},
+		{"over MaxPayload", []byte{'D', 0xff, 0xff, 0xff, 0xff}, 0, ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := NewReader(bytes.NewReader(tt.input), tt.max).Next()
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteTooLarge(t *testing.T) {
+	if err := Write(io.Discard, Data, make([]byte, MaxPayload+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	var seed bytes.Buffer
+	Write(&seed, Header, []byte(`{"kind":"raw","size":-1}`))
+	Write(&seed, Data, []byte("hello"))
+	Write(&seed, End, make([]byte, 40))
+	f.Add(seed.Bytes(), 64)
+	f.Add([]byte{'D', 0xff, 0xff, 0xff, 0xff}, 0)
+	f.Fuzz(func(t *testing.T, input []byte, max int) {
+		r := NewReader(bytes.NewReader(input), max)
+		limit := max
+		if limit <= 0 || limit > MaxPayload {
+			limit = MaxPayload
+		}
+		consumed := 0
+		for {
+			_, p, err := r.Next()
+			if err != nil {
+				return
+			}
+			if len(p) > limit {
+				t.Fatalf("payload of %d bytes over the limit %d", len(p), limit)
+			}
+			consumed += HeaderSize + len(p)
+			if consumed > len(input) {
+				t.Fatalf("read %d bytes from %d of input", consumed, len(input))
+			}
+		}
+	})
+}

@@ -1,0 +1,169 @@
+// Package node builds the libp2p host that every pcp command runs on: TCP
+// and QUIC over IPv4 and IPv6, TLS 1.3 preferred over Noise, yamux, the
+// resource manager, and a dial ranker that tries TCP before QUIC because TCP
+// carries data several times faster here.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// DefaultListen are the addresses a host listens on unless told otherwise:
+// every interface, a random port, TCP and QUIC, IPv4 and IPv6.
+var DefaultListen = []string{
+	"/ip4/0.0.0.0/tcp/0",
+	"/ip6/::/tcp/0",
+	"/ip4/0.0.0.0/udp/0/quic-v1",
+	"/ip6/::/udp/0/quic-v1",
+}
+
+// Config says how to build a host.
+type Config struct {
+	// Listen are multiaddrs to listen on; empty means DefaultListen.
+	Listen []string
+	// Identity is the host's key; nil means a new ephemeral one.
+	Identity crypto.PrivKey
+	// Options are extra libp2p options (a relay service, for instance).
+	Options []libp2p.Option
+}
+
+// New starts a libp2p host.
+func New(cfg Config) (host.Host, error) {
+	listen := cfg.Listen
+	if len(listen) == 0 {
+		listen = DefaultListen
+	}
+	opts := []libp2p.Option{
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.SwarmOpts(swarm.WithDialRanker(RankTCPFirst)),
+		libp2p.DisableMetrics(),
+	}
+	if cfg.Identity != nil {
+		opts = append(opts, libp2p.Identity(cfg.Identity))
+	}
+	opts = append(opts, cfg.Options...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+	return h, nil
+}
+
+// QUICDelay is how long the dialer waits for TCP before it also tries QUIC.
+const QUICDelay = 250 * time.Millisecond
+
+// RankTCPFirst is a dial ranker: TCP addresses at once, QUIC after
+// QUICDelay, anything else (relayed addresses) after twice that.
+func RankTCPFirst(addrs []ma.Multiaddr) []network.AddrDelay {
+	out := make([]network.AddrDelay, 0, len(addrs))
+	for _, a := range addrs {
+		delay := 2 * QUICDelay
+		switch {
+		case isRelayed(a):
+		case hasProtocol(a, ma.P_TCP):
+			delay = 0
+		case hasProtocol(a, ma.P_QUIC_V1):
+			delay = QUICDelay
+		}
+		out = append(out, network.AddrDelay{Addr: a, Delay: delay})
+	}
+	return out
+}
+
+func isRelayed(a ma.Multiaddr) bool { return hasProtocol(a, ma.P_CIRCUIT) }
+
+func hasProtocol(a ma.Multiaddr, code int) bool {
+	_, err := a.ValueForProtocol(code)
+	return err == nil
+}
+
+// FullAddrs returns the host's listen addresses as full multiaddrs ending in
+// /p2p/<peer ID>, the form that a peer can dial without discovery.
+func FullAddrs(h host.Host) []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// Transport names how a connection carries its data, e.g. "tcp", "quic-v1",
+// or "relayed" for a circuit.
+func Transport(c network.Conn) string {
+	a := c.RemoteMultiaddr()
+	switch {
+	case isRelayed(a):
+		return "relayed"
+	case hasProtocol(a, ma.P_QUIC_V1):
+		return "quic"
+	case hasProtocol(a, ma.P_TCP):
+		return "tcp"
+	}
+	return a.String()
+}
+
+// LoadIdentity reads a private key from path, creating it (mode 0600) with a
+// new Ed25519 key if the file does not exist, so that a node keeps its peer
+// ID across restarts.
+func LoadIdentity(path string) (crypto.PrivKey, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k, err := crypto.UnmarshalPrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("identity %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read identity: %w", err)
+	}
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return nil, fmt.Errorf("generate identity: %w", err)
+	}
+	b, err = crypto.MarshalPrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("encode identity: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".identity-*")
+	if err != nil {
+		return nil, fmt.Errorf("create identity: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write identity: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("write identity: %w", err)
+	}
+	// Link, not rename: if another process created the file meanwhile, keep theirs.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return LoadIdentity(path)
+		}
+		return nil, fmt.Errorf("create identity: %w", err)
+	}
+	return k, nil
+}

@@ -1,0 +1,215 @@
+package pipe
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pcp-dev/pcp/lib/frame"
+)
+
+// Stream is what the pipe needs of a connection. A libp2p network.Stream
+// and a *net.TCPConn both are one.
+type Stream interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// Timing sets the pipe's liveness rules.
+type Timing struct {
+	// Heartbeat is how long a side may stay silent before it sends a heartbeat.
+	Heartbeat time.Duration
+	// PeerTimeout is how long without any frame means the peer is gone.
+	PeerTimeout time.Duration
+	// CloseWait is how long the receiver waits for the sender's EOF after ACK.
+	CloseWait time.Duration
+	// AbortWait bounds the write of an ERROR frame when aborting.
+	AbortWait time.Duration
+}
+
+// DefaultTiming is the timing of the protocol: heartbeats after 2 s of
+// silence, the peer gone after 10 s without a frame.
+func DefaultTiming() Timing {
+	return Timing{Heartbeat: 2 * time.Second, PeerTimeout: 10 * time.Second, CloseWait: 5 * time.Second, AbortWait: time.Second}
+}
+
+func (t Timing) orDefault() Timing {
+	d := DefaultTiming()
+	if t.Heartbeat <= 0 {
+		t.Heartbeat = d.Heartbeat
+	}
+	if t.PeerTimeout <= 0 {
+		t.PeerTimeout = d.PeerTimeout
+	}
+	if t.CloseWait <= 0 {
+		t.CloseWait = d.CloseWait
+	}
+	if t.AbortWait <= 0 {
+		t.AbortWait = d.AbortWait
+	}
+	return t
+}
+
+// conn is one side of a pipe stream: frame I/O with a write lock shared by
+// the data path and the heartbeat, read deadlines for liveness, and the
+// cancellation of blocked I/O when the context ends.
+type conn struct {
+	s      Stream
+	r      *frame.Reader
+	timing Timing
+	ctx    context.Context
+
+	mu        sync.Mutex
+	lastWrite time.Time
+}
+
+func newConn(ctx context.Context, s Stream, t Timing) *conn {
+	return &conn{s: s, r: frame.NewReader(s, frame.MaxPayload), timing: t.orDefault(), ctx: ctx, lastWrite: time.Now()}
+}
+
+// start begins the heartbeat and the watch on ctx; the returned func stops both.
+func (c *conn) start() (stop func()) {
+	done := make(chan struct{})
+	go c.heartbeat(done)
+	stopWatch := context.AfterFunc(c.ctx, func() {
+		// Unblock a read at once; give a blocked write the time an abort may take.
+		c.s.SetReadDeadline(time.Now())
+		c.s.SetWriteDeadline(time.Now().Add(c.timing.AbortWait))
+	})
+	return func() {
+		close(done)
+		stopWatch()
+	}
+}
+
+func (c *conn) heartbeat(done <-chan struct{}) {
+	tick := time.NewTicker(c.timing.Heartbeat / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		// A write in progress counts as activity: don't queue behind it.
+		if !c.mu.TryLock() {
+			continue
+		}
+		if time.Since(c.lastWrite) >= c.timing.Heartbeat {
+			if err := frame.Write(c.s, frame.Heartbeat, nil); err != nil {
+				c.mu.Unlock()
+				return
+			}
+			c.lastWrite = time.Now()
+		}
+		c.mu.Unlock()
+	}
+}
+
+// send writes one frame.
+func (c *conn) send(t frame.Type, payload []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := frame.Write(c.s, t, payload)
+	c.lastWrite = time.Now()
+	return err
+}
+
+// sendFramed writes b, which already holds a whole frame.
+func (c *conn) sendFramed(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.s.Write(b)
+	c.lastWrite = time.Now()
+	return err
+}
+
+// next reads the next frame that is not a heartbeat. It fails with
+// ErrPeerGone when no frame at all arrives within PeerTimeout, and with the
+// context's error once the context has ended.
+func (c *conn) next() (frame.Type, []byte, error) {
+	for {
+		if err := c.ctx.Err(); err != nil {
+			return 0, nil, err
+		}
+		c.s.SetReadDeadline(time.Now().Add(c.timing.PeerTimeout))
+		if c.ctx.Err() != nil { // the watch may have fired before the line above
+			c.s.SetReadDeadline(time.Now())
+		}
+		t, p, err := c.r.Next()
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return 0, nil, c.ctx.Err()
+			}
+			if isTimeout(err) {
+				return 0, nil, ErrPeerGone
+			}
+			if errors.Is(err, frame.ErrTooLarge) {
+				return 0, nil, &ProtocolError{Reason: err.Error()}
+			}
+			return 0, nil, err
+		}
+		if t == frame.Heartbeat {
+			continue
+		}
+		if t == frame.Error {
+			return 0, nil, &PeerError{Message: sanitize(p)}
+		}
+		return t, p, nil
+	}
+}
+
+// abort ends the stream after a local failure: an ERROR frame for the peer,
+// written within AbortWait, else a reset. After a peer's failure only the
+// reset is left to do.
+func (c *conn) abort(cause error) {
+	if errors.As(cause, new(*rejected)) {
+		return // the REJECT frame said it all
+	}
+	var pe *PeerError
+	if !errors.Is(cause, ErrPeerGone) && !errors.As(cause, &pe) && !errors.As(cause, new(*ProtocolError)) {
+		msg := cause.Error()
+		if errors.Is(cause, context.Canceled) {
+			msg = "interrupted"
+		}
+		c.s.SetWriteDeadline(time.Now().Add(c.timing.AbortWait))
+		if c.send(frame.Error, []byte(msg)) == nil && c.s.CloseWrite() == nil {
+			return
+		}
+	}
+	if r, ok := c.s.(interface{ Reset() error }); ok {
+		r.Reset()
+		return
+	}
+	if cl, ok := c.s.(io.Closer); ok {
+		cl.Close()
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// sanitize makes a peer's message safe to print on one line.
+func sanitize(b []byte) string {
+	const max = 200
+	out := make([]rune, 0, len(b))
+	for _, r := range string(b) {
+		if len(out) == max {
+			out = append(out, '…')
+			break
+		}
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			r = '?'
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

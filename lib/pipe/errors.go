@@ -1,0 +1,51 @@
+package pipe
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrPeerGone reports a peer that sent no frame, not even a heartbeat,
+// within the peer timeout.
+var ErrPeerGone = errors.New("the peer stopped answering")
+
+// PeerError is an ERROR frame from the peer: it aborted the transfer.
+type PeerError struct{ Message string }
+
+func (e *PeerError) Error() string { return "the peer aborted: " + e.Message }
+
+// RejectedError reports a header that the receiver refused.
+type RejectedError struct{ Reason string }
+
+func (e *RejectedError) Error() string {
+	if e.Reason == "" {
+		return "the receiver refused the transfer"
+	}
+	return "the receiver refused the transfer: " + e.Reason
+}
+
+// ProtocolError reports a frame that breaks the pipe protocol.
+type ProtocolError struct{ Reason string }
+
+func (e *ProtocolError) Error() string { return "pipe protocol: " + e.Reason }
+
+func protocolErrorf(format string, args ...any) error {
+	return &ProtocolError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// IntegrityError reports data that cannot be trusted to be complete: a
+// stream that ended without a valid end frame, or a digest or count that does
+// not match.
+type IntegrityError struct {
+	Reason string
+	Err    error // the cause, if any
+}
+
+func (e *IntegrityError) Error() string {
+	if e.Err != nil {
+		return e.Reason + ": " + e.Err.Error()
+	}
+	return e.Reason
+}
+
+func (e *IntegrityError) Unwrap() error { return e.Err }

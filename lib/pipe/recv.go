@@ -1,0 +1,122 @@
+package pipe
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/pcp-dev/pcp/lib/frame"
+)
+
+// Receive reads the sender's header, asks opt.Accept, and writes the data to
+// dst. It returns a nil error only after the END frame's count and digest
+// matched, opt.Commit succeeded and the ACK was sent. A stream that ends
+// early or does not match fails with an *IntegrityError.
+func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64, err error) {
+	c := newConn(ctx, s, opt.Timing)
+	stop := c.start()
+	defer stop()
+	defer func() {
+		if err != nil {
+			c.abort(err)
+		}
+	}()
+
+	t, p, err := c.next()
+	if err != nil {
+		return 0, fmt.Errorf("wait for the sender's header: %w", err)
+	}
+	if t != frame.Header {
+		return 0, protocolErrorf("got %v frame, want HEADER", t)
+	}
+	h, err := parseHeader(p)
+	if err != nil {
+		return 0, err
+	}
+	if opt.Accept != nil {
+		if err := opt.Accept(h); err != nil {
+			c.send(frame.Reject, []byte(err.Error()))
+			c.s.CloseWrite()
+			return 0, &rejected{err}
+		}
+	}
+	if err := c.send(frame.Accept, nil); err != nil {
+		return 0, fmt.Errorf("send accept: %w", err)
+	}
+
+	digest := blake3.New()
+	for {
+		t, p, err := c.next()
+		if err != nil {
+			var pe *PeerError
+			if errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return n, err
+			}
+			return n, &IntegrityError{Reason: fmt.Sprintf("the stream ended after %d bytes, before the end frame", n), Err: err}
+		}
+		switch t {
+		case frame.Data:
+			digest.Write(p)
+			if _, err := dst.Write(p); err != nil {
+				return n, fmt.Errorf("write output: %w", err)
+			}
+			n += int64(len(p))
+			if opt.Progress != nil {
+				opt.Progress(n)
+			}
+		case frame.End:
+			if err := checkEnd(p, n, digest.Sum(nil)); err != nil {
+				return n, err
+			}
+			if opt.Commit != nil {
+				if err := opt.Commit(); err != nil {
+					return n, fmt.Errorf("store the data: %w", err)
+				}
+			}
+			if err := c.send(frame.Ack, nil); err != nil {
+				return n, fmt.Errorf("send ack: %w", err)
+			}
+			c.s.CloseWrite()
+			waitEOF(c)
+			return n, nil
+		default:
+			return n, protocolErrorf("unexpected %v frame during data", t)
+		}
+	}
+}
+
+// rejected is the receiver's own refusal; it unwraps to the Accept error.
+type rejected struct{ err error }
+
+func (r *rejected) Error() string { return "transfer refused: " + r.err.Error() }
+func (r *rejected) Unwrap() error { return r.err }
+
+func checkEnd(p []byte, n int64, digest []byte) error {
+	if len(p) != endSize {
+		return &IntegrityError{Reason: fmt.Sprintf("malformed end frame of %d bytes", len(p))}
+	}
+	if count := binary.BigEndian.Uint64(p[:8]); count != uint64(n) {
+		return &IntegrityError{Reason: fmt.Sprintf("the sender sent %d bytes but %d arrived", count, n)}
+	}
+	if !bytes.Equal(p[8:], digest) {
+		return &IntegrityError{Reason: "the digest of the data does not match the sender's"}
+	}
+	return nil
+}
+
+// waitEOF gives the sender CloseWait to read the ACK and close its side, so
+// that closing our host does not drop the ACK still queued on the way.
+func waitEOF(c *conn) {
+	c.s.SetReadDeadline(time.Now().Add(c.timing.CloseWait))
+	for {
+		if _, _, err := c.r.Next(); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,208 @@
+// Package pipe moves one byte stream over an authenticated stream and proves
+// on both sides that it arrived whole.
+//
+// The sender offers a Header, the receiver answers ACCEPT or REJECT, then the
+// data follows in DATA frames, closed by an END frame with the byte count and
+// the BLAKE3 digest of all data. The receiver checks both, stores the data
+// and answers ACK; only then does Send return nil. Heartbeats flow both ways
+// whenever a side has been silent for a while, so a vanished peer is noticed
+// within seconds.
+package pipe
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/pcp-dev/pcp/lib/frame"
+)
+
+// ChunkSize is the largest DATA payload the sender writes.
+const ChunkSize = frame.MaxPayload
+
+const endSize = 8 + 32
+
+// Options tune a transfer. The zero value is usable.
+type Options struct {
+	// Timing sets heartbeat and timeouts; zero fields take the defaults.
+	Timing Timing
+	// Progress, if set, is called with the running byte count.
+	Progress func(n int64)
+	// Accept (receiver only) decides on the header; an error rejects the
+	// transfer and is sent to the sender as the reason. Nil accepts all.
+	Accept func(Header) error
+	// Commit (receiver only) is called once the data is verified and before
+	// the ACK: flush and move into place here. An error aborts the transfer.
+	Commit func() error
+}
+
+// Send offers h, then streams src to the receiver. It returns the number of
+// bytes sent, and a nil error only after the receiver acknowledged that the
+// count and digest matched and the data was stored.
+func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (n int64, err error) {
+	c := newConn(ctx, s, opt.Timing)
+	stop := c.start()
+	defer stop()
+	defer func() {
+		if err != nil {
+			c.abort(err)
+		}
+	}()
+
+	hb, err := h.marshal()
+	if err != nil {
+		return 0, err
+	}
+	if err := c.send(frame.Header, hb); err != nil {
+		return 0, fmt.Errorf("send header: %w", err)
+	}
+	t, p, err := c.next()
+	if err != nil {
+		return 0, fmt.Errorf("wait for the receiver to accept: %w", err)
+	}
+	switch t {
+	case frame.Accept:
+	case frame.Reject:
+		return 0, &RejectedError{Reason: sanitize(p)}
+	default:
+		return 0, protocolErrorf("got %v frame, want ACCEPT or REJECT", t)
+	}
+
+	var endSent atomic.Bool
+	peerDone := make(chan error, 1)
+	go func() {
+		err := awaitAck(c, &endSent)
+		if err != nil {
+			// Unblock a data write stuck on a peer that is gone.
+			c.s.SetWriteDeadline(time.Now())
+		}
+		peerDone <- err
+	}()
+
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	chunks, free := readChunks(readCtx, src)
+	digest := blake3.New()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case err := <-peerDone:
+			if err == nil {
+				err = protocolErrorf("ACK before END")
+			}
+			return n, err
+		case ch := <-chunks:
+			if ch.n > 0 {
+				data := ch.buf[frame.HeaderSize : frame.HeaderSize+ch.n]
+				digest.Write(data)
+				frame.PutHeader(ch.buf, frame.Data, ch.n)
+				if err := c.sendFramed(ch.buf[:frame.HeaderSize+ch.n]); err != nil {
+					return n, writeError(ctx, err, peerDone)
+				}
+				n += int64(ch.n)
+				if opt.Progress != nil {
+					opt.Progress(n)
+				}
+			}
+			free <- ch.buf
+			if ch.err == io.EOF {
+				done = true
+			} else if ch.err != nil {
+				return n, fmt.Errorf("read input: %w", ch.err)
+			}
+		}
+	}
+
+	end := make([]byte, 0, endSize)
+	end = binary.BigEndian.AppendUint64(end, uint64(n))
+	end = digest.Sum(end)
+	endSent.Store(true)
+	if err := c.send(frame.End, end); err != nil {
+		return n, writeError(ctx, err, peerDone)
+	}
+	if err := s.CloseWrite(); err != nil {
+		return n, fmt.Errorf("close stream for writing: %w", err)
+	}
+	select {
+	case err := <-peerDone:
+		return n, err
+	case <-ctx.Done():
+		return n, ctx.Err()
+	}
+}
+
+// awaitAck reads the receiver's frames during the data phase: heartbeats
+// until the ACK that must follow END.
+func awaitAck(c *conn, endSent *atomic.Bool) error {
+	t, _, err := c.next()
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("the receiver closed the stream without acknowledging the data")
+	case err != nil:
+		return err
+	case t == frame.Ack && endSent.Load():
+		return nil
+	}
+	return protocolErrorf("unexpected %v frame from the receiver", t)
+}
+
+// writeError explains a failed data write: usually the peer's own failure,
+// which the reader learns at the same moment.
+func writeError(ctx context.Context, err error, peerDone <-chan error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	select {
+	case perr := <-peerDone:
+		if perr != nil {
+			return perr
+		}
+	case <-time.After(time.Second):
+	}
+	return fmt.Errorf("send data: %w", err)
+}
+
+type chunk struct {
+	buf []byte // frame.HeaderSize bytes of room, then n bytes of data
+	n   int
+	err error
+}
+
+// readChunks reads src in a goroutine, into a few buffers that the caller
+// hands back through free, so that reading the input and writing the stream
+// overlap.
+func readChunks(ctx context.Context, src io.Reader) (<-chan chunk, chan<- []byte) {
+	const buffers = 3
+	chunks := make(chan chunk)
+	free := make(chan []byte, buffers)
+	for range buffers {
+		free <- make([]byte, frame.HeaderSize+ChunkSize)
+	}
+	go func() {
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
+			n, err := src.Read(buf[frame.HeaderSize:])
+			select {
+			case chunks <- chunk{buf: buf, n: n, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return chunks, free
+}

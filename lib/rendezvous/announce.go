@@ -1,0 +1,134 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/pcp-dev/pcp/lib/auth"
+	"github.com/pcp-dev/pcp/lib/frame"
+)
+
+// Announcer announces a channel and authenticates the finders that dial it.
+type Announcer struct {
+	cfg      Config
+	password []byte
+	cancel   context.CancelFunc
+	peers    chan *Peer
+	fatal    chan error
+	sem      chan struct{}
+
+	mu       sync.Mutex
+	failures int
+	closed   bool
+}
+
+// Announce starts announcing cfg.Code's channel with every method and
+// answering authentication on Protocol. Call Next for each authenticated
+// finder and Close when done.
+func Announce(ctx context.Context, cfg Config) *Announcer {
+	actx, cancel := context.WithCancel(ctx)
+	a := &Announcer{
+		cfg:      cfg,
+		password: cfg.Code.Password(),
+		cancel:   cancel,
+		peers:    make(chan *Peer),
+		fatal:    make(chan error, 1),
+		sem:      make(chan struct{}, MaxPendingAuth),
+	}
+	cfg.Host.SetStreamHandler(Protocol, func(s network.Stream) { a.handle(actx, s) })
+	for _, m := range cfg.Methods {
+		go func() {
+			if err := m.Announce(actx, cfg.Code.Channel()); err != nil {
+				cfg.Log.Infof("%v", err)
+			}
+		}()
+	}
+	return a
+}
+
+// Next waits for the next finder that proves it knows the code. It fails
+// with a *TooManyGuessesError once the guess budget is spent.
+func (a *Announcer) Next(ctx context.Context) (*Peer, error) {
+	select {
+	case p := <-a.peers:
+		return p, nil
+	case err := <-a.fatal:
+		a.fatal <- err
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops announcing and refuses further finders.
+func (a *Announcer) Close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.cfg.Host.RemoveStreamHandler(Protocol)
+	a.cancel()
+}
+
+func (a *Announcer) handle(ctx context.Context, s network.Stream) {
+	select {
+	case a.sem <- struct{}{}:
+		defer func() { <-a.sem }()
+	default:
+		s.Reset() // too many finders authenticating at once
+		return
+	}
+	finder := s.Conn().RemotePeer()
+	start := time.Now()
+	s.SetDeadline(start.Add(AuthTimeout))
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+
+	err := auth.Announcer(s, a.password, auth.Peers{Announcer: a.cfg.Host.ID(), Finder: finder})
+	if errors.Is(err, auth.ErrWrongCode) {
+		s.Close()
+		a.wrongCode(finder.ShortString())
+		return
+	}
+	if err != nil {
+		a.cfg.Log.Debugf("authentication with %s failed: %v", finder.ShortString(), err)
+		s.Reset()
+		return
+	}
+	t, want, err := frame.NewReader(s, maxRequest).Next()
+	if err != nil || t != frame.Request {
+		a.cfg.Log.Debugf("no request from %s: %v", finder.ShortString(), err)
+		s.Reset()
+		return
+	}
+	s.SetDeadline(time.Time{})
+	p := &Peer{Stream: s, ID: finder, Want: string(want), AuthTime: time.Since(start)}
+	if !stop() {
+		return // ctx ended: the stream was reset
+	}
+	select {
+	case a.peers <- p:
+	case <-ctx.Done():
+		s.Reset()
+	}
+}
+
+func (a *Announcer) wrongCode(who string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	a.failures++
+	budget := a.cfg.Code.GuessBudget()
+	a.cfg.Log.Infof("a peer (%s) tried a wrong code (%d of %d allowed)", who, a.failures, budget)
+	if a.failures >= budget {
+		select {
+		case a.fatal <- &TooManyGuessesError{N: a.failures}:
+		default:
+		}
+	}
+}

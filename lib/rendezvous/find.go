@@ -1,0 +1,165 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multistream"
+
+	"github.com/pcp-dev/pcp/lib/auth"
+	"github.com/pcp-dev/pcp/lib/discovery"
+	"github.com/pcp-dev/pcp/lib/frame"
+)
+
+// Find discovers the announcer of cfg.Code's channel with every method,
+// authenticates with each candidate (several at once) and returns the first
+// that proves the code and accepts want.
+//
+// It fails with auth.ErrWrongCode when candidates were reached but none
+// knew the code, with a *TooManyGuessesError when the guess budget is spent,
+// and with a *NotFoundError when ctx's deadline passes first.
+func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	password := cfg.Code.Password()
+
+	candidates := make(chan discovery.Candidate)
+	methodDone := make(chan struct{}, len(cfg.Methods))
+	usesDHT := false
+	for _, m := range cfg.Methods {
+		usesDHT = usesDHT || m.Name() == "dht"
+		go func() {
+			if err := m.Find(ctx, cfg.Code.Channel(), candidates); err != nil {
+				cfg.Log.Infof("%v", err)
+			}
+			methodDone <- struct{}{}
+		}()
+	}
+
+	type result struct {
+		cand discovery.Candidate
+		peer *Peer
+		err  error
+	}
+	results := make(chan result)
+	tried := map[peer.ID]bool{}
+	pending, methodsLeft, wrongCodes := 0, len(cfg.Methods), 0
+	start := time.Now()
+	conclude := func() error {
+		switch {
+		case wrongCodes > 0:
+			return auth.ErrWrongCode
+		case errors.Is(ctx.Err(), context.Canceled):
+			return ctx.Err()
+		}
+		return &NotFoundError{Candidates: len(tried), DHT: usesDHT}
+	}
+	for {
+		if methodsLeft == 0 && pending == 0 {
+			return nil, conclude()
+		}
+		select {
+		case c := <-candidates:
+			if tried[c.ID] {
+				continue
+			}
+			tried[c.ID] = true
+			pending++
+			cfg.Log.Debugf("%s: found candidate %s after %v", c.Source, c.ID.ShortString(), since(start))
+			go func() {
+				p, err := attempt(ctx, cfg, password, c, want)
+				select {
+				case results <- result{c, p, err}:
+				case <-ctx.Done():
+					if p != nil {
+						p.Stream.Reset()
+					}
+				}
+			}()
+		case r := <-results:
+			pending--
+			var rejected *RejectedError
+			switch {
+			case r.err == nil:
+				cfg.Log.Debugf("%s: authenticated %s in %v (%v after start)", r.cand.Source, r.cand.ID.ShortString(), r.peer.AuthTime.Round(time.Millisecond), since(start))
+				return r.peer, nil
+			case errors.As(r.err, &rejected):
+				return nil, r.err
+			case errors.Is(r.err, auth.ErrWrongCode):
+				wrongCodes++
+				cfg.Log.Debugf("%s: %s does not know the code", r.cand.Source, r.cand.ID.ShortString())
+				if wrongCodes >= cfg.Code.GuessBudget() {
+					return nil, &TooManyGuessesError{N: wrongCodes}
+				}
+				if pending == 0 {
+					return nil, auth.ErrWrongCode
+				}
+			default:
+				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, r.cand.ID.ShortString(), r.err)
+				// Unreachable now is not unreachable forever: let discovery offer it again.
+				delete(tried, r.cand.ID)
+			}
+		case <-methodDone:
+			methodsLeft--
+		case <-ctx.Done():
+			return nil, conclude()
+		}
+	}
+}
+
+// attempt connects to one candidate, authenticates and sends the request.
+func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candidate, want string) (*Peer, error) {
+	h := cfg.Host
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	if err := h.Connect(dctx, c.AddrInfo); err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	start := time.Now()
+	s, err := h.NewStream(network.WithAllowLimitedConn(dctx, "pcp rendezvous"), c.ID, Protocol)
+	if err != nil {
+		var notSupported multistream.ErrNotSupported[protocol.ID]
+		if errors.As(err, &notSupported) {
+			return nil, errNotPcp
+		}
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	s.SetDeadline(time.Now().Add(AuthTimeout))
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+
+	peers := auth.Peers{Announcer: s.Conn().RemotePeer(), Finder: h.ID()}
+	if err := auth.Finder(s, password, peers); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	authTime := time.Since(start)
+	if err := frame.Write(s, frame.Request, []byte(want)); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	t, reason, err := frame.NewReader(s, maxRequest).Next()
+	switch {
+	case err != nil:
+		s.Reset()
+		return nil, fmt.Errorf("wait for the answer to the request: %w", err)
+	case t == frame.Reject:
+		s.Reset()
+		return nil, &RejectedError{Reason: string(reason)}
+	case t != frame.Accept:
+		s.Reset()
+		return nil, fmt.Errorf("unexpected %v frame after the request", t)
+	}
+	if !stop() {
+		return nil, ctx.Err()
+	}
+	s.SetDeadline(time.Time{})
+	return &Peer{Stream: s, ID: c.ID, Source: c.Source, Want: want, AuthTime: authTime}, nil
+}
+
+func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -1,0 +1,133 @@
+// Package rendezvous brings two peers that share a code together: the
+// announcer makes the code's channel findable and answers authentication;
+// the finder discovers candidates, dials them and authenticates. Both end
+// with an authenticated libp2p stream and the finder's request on it.
+package rendezvous
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pcp-dev/pcp/lib/code"
+	"github.com/pcp-dev/pcp/lib/discovery"
+	"github.com/pcp-dev/pcp/lib/frame"
+	"github.com/pcp-dev/pcp/lib/node"
+	"github.com/pcp-dev/pcp/lib/status"
+)
+
+// Protocol is the libp2p protocol of a pcp stream: authentication, the
+// finder's request, then the pipe.
+const Protocol protocol.ID = "/pcp/1.0.0"
+
+// What a finder can ask for once authenticated.
+const (
+	// WantPipe asks for a transfer (pcp-pipe, pcp).
+	WantPipe = "pipe"
+	// WantRendezvous asks only to meet (pcp-find).
+	WantRendezvous = "rendezvous"
+)
+
+const (
+	// AuthTimeout bounds authentication and the request on a new stream.
+	AuthTimeout = 10 * time.Second
+	// DialTimeout bounds the connection to one candidate.
+	DialTimeout = 10 * time.Second
+	// MaxPendingAuth is how many unauthenticated streams an announcer serves at once.
+	MaxPendingAuth = 8
+	maxRequest     = 256
+)
+
+// Config is what both sides of a rendezvous need.
+type Config struct {
+	Host    host.Host
+	Code    code.Code
+	Methods []discovery.Method
+	Log     status.Logger
+}
+
+// Peer is the other side of an authenticated stream.
+type Peer struct {
+	// Stream is authenticated: the peer proved it knows the code.
+	Stream network.Stream
+	// ID is the peer's libp2p identity.
+	ID peer.ID
+	// Source says how it was found: "mdns", "dht" or "peer"; empty on the announcer.
+	Source string
+	// Want is the finder's request.
+	Want string
+	// AuthTime is how long authentication took.
+	AuthTime time.Duration
+}
+
+// Transport names how the stream's connection carries data: "tcp", "quic"
+// or "relayed".
+func (p *Peer) Transport() string { return node.Transport(p.Stream.Conn()) }
+
+// Addrs returns the peer's known addresses as full multiaddrs ending in
+// /p2p/<peer ID>, the connection's own address first.
+func (p *Peer) Addrs(h host.Host) []ma.Multiaddr {
+	seen := map[string]bool{}
+	var out []ma.Multiaddr
+	suffix := ma.StringCast("/p2p/" + p.ID.String())
+	for _, a := range append([]ma.Multiaddr{p.Stream.Conn().RemoteMultiaddr()}, h.Peerstore().Addrs(p.ID)...) {
+		full := a.Encapsulate(suffix)
+		if !seen[full.String()] {
+			seen[full.String()] = true
+			out = append(out, full)
+		}
+	}
+	return out
+}
+
+// Accept answers the finder's request with yes (announcer side).
+func (p *Peer) Accept() error {
+	if err := frame.Write(p.Stream, frame.Accept, nil); err != nil {
+		return fmt.Errorf("accept request: %w", err)
+	}
+	return nil
+}
+
+// Reject answers the finder's request with no and closes the stream
+// (announcer side).
+func (p *Peer) Reject(reason string) {
+	frame.Write(p.Stream, frame.Reject, []byte(reason))
+	p.Stream.Close()
+}
+
+// NotFoundError reports that no peer was found before the deadline.
+type NotFoundError struct {
+	Candidates int  // how many candidates were tried
+	DHT        bool // whether the DHT was searched (clock skew is then a suspect)
+}
+
+func (e *NotFoundError) Error() string {
+	msg := "no peer found in time"
+	if e.Candidates > 0 {
+		msg = fmt.Sprintf("no peer found in time (%d candidates could not be reached or did not speak pcp)", e.Candidates)
+	}
+	if e.DHT {
+		msg += "; check the code, and that both clocks are right to within a few minutes"
+	}
+	return msg
+}
+
+// TooManyGuessesError reports that the guess budget ran out.
+type TooManyGuessesError struct{ N int }
+
+func (e *TooManyGuessesError) Error() string {
+	return fmt.Sprintf("%d wrong codes tried; someone may be guessing; start again with a new code", e.N)
+}
+
+// RejectedError reports that the announcer refused the finder's request.
+type RejectedError struct{ Reason string }
+
+func (e *RejectedError) Error() string { return "the peer refused: " + e.Reason }
+
+var errNotPcp = errors.New("does not speak pcp")

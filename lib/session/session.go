@@ -1,0 +1,183 @@
+// Package session composes the parts of pcp into what the commands do: a
+// libp2p host with its discovery methods, announcing or finding a code's
+// peer, and moving a stream over the authenticated connection.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pcp-dev/pcp/lib/code"
+	"github.com/pcp-dev/pcp/lib/discovery"
+	"github.com/pcp-dev/pcp/lib/node"
+	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/rendezvous"
+	"github.com/pcp-dev/pcp/lib/status"
+)
+
+// Config says how a session finds and reaches peers.
+type Config struct {
+	// Listen are multiaddrs to listen on; empty means node.DefaultListen.
+	Listen []string
+	// IdentityFile keeps the peer ID across runs; empty means ephemeral.
+	IdentityFile string
+	// MDNS and DHT choose the discovery methods.
+	MDNS, DHT bool
+	// Bootstrap are the DHT's bootstrap peers.
+	Bootstrap []peer.AddrInfo
+	// Peers, if set, are dialled directly instead of discovering (recv --peer).
+	Peers []peer.AddrInfo
+	// Log receives status lines.
+	Log status.Logger
+}
+
+// Session is a running host with its discovery methods.
+type Session struct {
+	Host    host.Host
+	dht     *discovery.DHT
+	methods []discovery.Method
+	log     status.Logger
+	cancel  context.CancelFunc
+}
+
+// Start starts the host and, unless cfg.Peers is set, the discovery methods.
+func Start(ctx context.Context, cfg Config) (*Session, error) {
+	start := time.Now()
+	ncfg := node.Config{Listen: cfg.Listen}
+	if cfg.IdentityFile != "" {
+		k, err := node.LoadIdentity(cfg.IdentityFile)
+		if err != nil {
+			return nil, err
+		}
+		ncfg.Identity = k
+	}
+	h, err := node.New(ncfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Session{Host: h, log: cfg.Log, cancel: cancel}
+	switch {
+	case len(cfg.Peers) > 0:
+		s.methods = append(s.methods, discovery.Static{Peers: cfg.Peers})
+	default:
+		if cfg.MDNS {
+			s.methods = append(s.methods, &discovery.MDNS{Host: h, Log: cfg.Log})
+		}
+		if cfg.DHT {
+			d, err := discovery.StartDHT(ctx, h, false, cfg.Bootstrap, cfg.Log)
+			if err != nil {
+				s.Close()
+				return nil, err
+			}
+			s.dht = d
+			s.methods = append(s.methods, d)
+		}
+	}
+	cfg.Log.Debugf("host %s started in %v", h.ID().ShortString(), time.Since(start).Round(time.Millisecond))
+	return s, nil
+}
+
+// Close stops discovery and the host.
+func (s *Session) Close() error {
+	s.cancel()
+	if s.dht != nil {
+		s.dht.Close()
+	}
+	return s.Host.Close()
+}
+
+func (s *Session) rendezvous(c code.Code) rendezvous.Config {
+	return rendezvous.Config{Host: s.Host, Code: c, Methods: s.methods, Log: s.log}
+}
+
+// Result describes a finished transfer.
+type Result struct {
+	Peer     *rendezvous.Peer
+	Bytes    int64
+	Found    time.Duration // from start to the authenticated peer
+	Transfer time.Duration // the data phase
+}
+
+// Send announces c, waits up to timeout (0: no limit) for a finder that
+// wants a pipe, and streams src to it. Finders that only want to meet
+// (pcp-find) are answered and the wait goes on.
+func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.Reader, timeout time.Duration, opt pipe.Options) (Result, error) {
+	start := time.Now()
+	wctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	a := rendezvous.Announce(ctx, s.rendezvous(c))
+	defer a.Close()
+	var p *rendezvous.Peer
+	for p == nil {
+		next, err := a.Next(wctx)
+		if err != nil {
+			return Result{}, waitError(ctx, err)
+		}
+		switch next.Want {
+		case rendezvous.WantPipe:
+			p = next
+		case rendezvous.WantRendezvous:
+			s.log.Infof("a peer (%s) proved the code and asked only to meet; still waiting for the receiver", next.ID.ShortString())
+			next.Accept()
+			next.Stream.CloseWrite()
+		default:
+			next.Reject(fmt.Sprintf("unknown request %q", next.Want))
+		}
+	}
+	a.Close()
+	defer p.Stream.Close()
+	if err := p.Accept(); err != nil {
+		return Result{}, err
+	}
+	res := Result{Peer: p, Found: time.Since(start)}
+	s.log.Infof("peer %s authenticated; sending over %s", p.ID.ShortString(), p.Transport())
+	t := time.Now()
+	n, err := pipe.Send(ctx, p.Stream, h, src, opt)
+	res.Bytes, res.Transfer = n, time.Since(t)
+	return res, err
+}
+
+// Receive finds c's announcer within timeout (0: no limit), authenticates,
+// and writes the stream to dst.
+func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeout time.Duration, opt pipe.Options) (Result, error) {
+	start := time.Now()
+	wctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	p, err := rendezvous.Find(wctx, s.rendezvous(c), rendezvous.WantPipe)
+	if err != nil {
+		return Result{}, waitError(ctx, err)
+	}
+	defer p.Stream.Close()
+	res := Result{Peer: p, Found: time.Since(start)}
+	s.log.Infof("peer %s found by %s and authenticated; receiving over %s", p.ID.ShortString(), p.Source, p.Transport())
+	t := time.Now()
+	n, err := pipe.Receive(ctx, p.Stream, dst, opt)
+	res.Bytes, res.Transfer = n, time.Since(t)
+	return res, err
+}
+
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// waitError turns the wait's own deadline into a *rendezvous.NotFoundError,
+// and leaves an interruption of the parent context as it is.
+func waitError(parent context.Context, err error) error {
+	if parent.Err() != nil {
+		return parent.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &rendezvous.NotFoundError{}
+	}
+	return err
+}
