@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/pcp-dev/pcp/lib/node"
 	"github.com/pcp-dev/pcp/lib/status"
 )
 
@@ -26,22 +27,22 @@ func DefaultBootstrap() []peer.AddrInfo {
 	return dht.GetDefaultBootstrapPeerAddrInfos()
 }
 
-// ParseBootstrap parses full multiaddrs (ending in /p2p/<peer ID>).
-func ParseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+// ParseAddrs parses full multiaddrs (ending in /p2p/<peer ID>).
+func ParseAddrs(addrs []string) ([]peer.AddrInfo, error) {
 	var mas []ma.Multiaddr
 	for _, s := range addrs {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("bootstrap address %q: %w", s, err)
+			return nil, fmt.Errorf("address %q: %w", s, err)
 		}
 		if _, err := a.ValueForProtocol(ma.P_P2P); err != nil {
-			return nil, fmt.Errorf("bootstrap address %q: missing /p2p/<peer ID>", s)
+			return nil, fmt.Errorf("address %q: missing /p2p/<peer ID>", s)
 		}
 		mas = append(mas, a)
 	}
 	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
 	if err != nil {
-		return nil, fmt.Errorf("bootstrap addresses: %w", err)
+		return nil, fmt.Errorf("addresses: %w", err)
 	}
 	return infos, nil
 }
@@ -89,7 +90,7 @@ func (d *DHT) connect(ctx context.Context) {
 	start := time.Now()
 	warned := false
 	for attempt := 0; ; attempt++ {
-		if attempt%20 == 0 { // every 5 s
+		if attempt%100 == 0 { // every 5 s
 			var wg sync.WaitGroup
 			for _, ai := range d.bootstrap {
 				if ai.ID == d.host.ID() {
@@ -99,7 +100,7 @@ func (d *DHT) connect(ctx context.Context) {
 					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					defer cancel()
 					if err := d.host.Connect(cctx, ai); err != nil {
-						d.log.Debugf("dht: bootstrap peer %s: %v", ai.ID.ShortString(), err)
+						d.log.Debugf("dht: bootstrap peer %s: %v", node.ShortID(ai.ID), err)
 					}
 				})
 			}
@@ -110,15 +111,11 @@ func (d *DHT) connect(ctx context.Context) {
 			d.readyOnce.Do(func() { close(d.ready) })
 			return
 		}
-		if !warned && time.Since(start) > BootstrapWarning {
+		if !warned && len(d.bootstrap) > 0 && time.Since(start) > BootstrapWarning {
 			warned = true
-			if len(d.bootstrap) == 0 {
-				d.log.Infof("dht: no bootstrap peers configured; the DHT cannot be used")
-			} else {
-				d.log.Infof("dht: no bootstrap peer answered within %v; still trying (is --bootstrap right?)", BootstrapWarning)
-			}
+			d.log.Infof("dht: no bootstrap peer answered within %v; still trying (is --bootstrap right?)", BootstrapWarning)
 		}
-		if sleep(ctx, 250*time.Millisecond) != nil {
+		if sleep(ctx, 50*time.Millisecond) != nil {
 			return
 		}
 	}
@@ -205,7 +202,7 @@ func (d *DHT) findProviders(ctx context.Context, key cid.Cid, out chan<- Candida
 			cancel()
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
-					d.log.Debugf("dht: provider %s without addresses: %v", ai.ID.ShortString(), err)
+					d.log.Debugf("dht: provider %s without addresses: %v", node.ShortID(ai.ID), err)
 				}
 				continue
 			}

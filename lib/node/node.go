@@ -167,3 +167,13 @@ func LoadIdentity(path string) (crypto.PrivKey, error) {
 	}
 	return k, nil
 }
+
+// ShortID shortens a peer ID for status lines: its last 6 characters, which
+// are as distinctive as any (the first ones are the same for every key type).
+func ShortID(id peer.ID) string {
+	s := id.String()
+	if len(s) <= 8 {
+		return s
+	}
+	return "…" + s[len(s)-6:]
+}

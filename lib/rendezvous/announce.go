@@ -10,6 +10,7 @@ import (
 
 	"github.com/pcp-dev/pcp/lib/auth"
 	"github.com/pcp-dev/pcp/lib/frame"
+	"github.com/pcp-dev/pcp/lib/node"
 )
 
 // Announcer announces a channel and authenticates the finders that dial it.
@@ -90,17 +91,17 @@ func (a *Announcer) handle(ctx context.Context, s network.Stream) {
 	err := auth.Announcer(s, a.password, auth.Peers{Announcer: a.cfg.Host.ID(), Finder: finder})
 	if errors.Is(err, auth.ErrWrongCode) {
 		s.Close()
-		a.wrongCode(finder.ShortString())
+		a.wrongCode(node.ShortID(finder))
 		return
 	}
 	if err != nil {
-		a.cfg.Log.Debugf("authentication with %s failed: %v", finder.ShortString(), err)
+		a.cfg.Log.Debugf("authentication with %s failed: %v", node.ShortID(finder), err)
 		s.Reset()
 		return
 	}
 	t, want, err := frame.NewReader(s, maxRequest).Next()
 	if err != nil || t != frame.Request {
-		a.cfg.Log.Debugf("no request from %s: %v", finder.ShortString(), err)
+		a.cfg.Log.Debugf("no request from %s: %v", node.ShortID(finder), err)
 		s.Reset()
 		return
 	}

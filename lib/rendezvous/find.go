@@ -14,6 +14,7 @@ import (
 	"github.com/pcp-dev/pcp/lib/auth"
 	"github.com/pcp-dev/pcp/lib/discovery"
 	"github.com/pcp-dev/pcp/lib/frame"
+	"github.com/pcp-dev/pcp/lib/node"
 )
 
 // Find discovers the announcer of cfg.Code's channel with every method,
@@ -70,7 +71,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 			}
 			tried[c.ID] = true
 			pending++
-			cfg.Log.Debugf("%s: found candidate %s after %v", c.Source, c.ID.ShortString(), since(start))
+			cfg.Log.Debugf("%s: found candidate %s after %v", c.Source, node.ShortID(c.ID), since(start))
 			go func() {
 				p, err := attempt(ctx, cfg, password, c, want)
 				select {
@@ -86,13 +87,13 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 			var rejected *RejectedError
 			switch {
 			case r.err == nil:
-				cfg.Log.Debugf("%s: authenticated %s in %v (%v after start)", r.cand.Source, r.cand.ID.ShortString(), r.peer.AuthTime.Round(time.Millisecond), since(start))
+				cfg.Log.Debugf("%s: authenticated %s in %v (%v after start)", r.cand.Source, node.ShortID(r.cand.ID), r.peer.AuthTime.Round(time.Millisecond), since(start))
 				return r.peer, nil
 			case errors.As(r.err, &rejected):
 				return nil, r.err
 			case errors.Is(r.err, auth.ErrWrongCode):
 				wrongCodes++
-				cfg.Log.Debugf("%s: %s does not know the code", r.cand.Source, r.cand.ID.ShortString())
+				cfg.Log.Debugf("%s: %s does not know the code", r.cand.Source, node.ShortID(r.cand.ID))
 				if wrongCodes >= cfg.Code.GuessBudget() {
 					return nil, &TooManyGuessesError{N: wrongCodes}
 				}
@@ -100,7 +101,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 					return nil, auth.ErrWrongCode
 				}
 			default:
-				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, r.cand.ID.ShortString(), r.err)
+				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, node.ShortID(r.cand.ID), r.err)
 				// Unreachable now is not unreachable forever: let discovery offer it again.
 				delete(tried, r.cand.ID)
 			}

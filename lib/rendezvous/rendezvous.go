@@ -103,11 +103,15 @@ func (p *Peer) Reject(reason string) {
 
 // NotFoundError reports that no peer was found before the deadline.
 type NotFoundError struct {
+	Announcing bool // the announcer waited in vain (else the finder searched)
 	Candidates int  // how many candidates were tried
 	DHT        bool // whether the DHT was searched (clock skew is then a suspect)
 }
 
 func (e *NotFoundError) Error() string {
+	if e.Announcing {
+		return "no peer came before the timeout"
+	}
 	msg := "no peer found in time"
 	if e.Candidates > 0 {
 		msg = fmt.Sprintf("no peer found in time (%d candidates could not be reached or did not speak pcp)", e.Candidates)

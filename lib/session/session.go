@@ -118,13 +118,13 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	for p == nil {
 		next, err := a.Next(wctx)
 		if err != nil {
-			return Result{}, waitError(ctx, err)
+			return Result{}, waitError(ctx, err, true)
 		}
 		switch next.Want {
 		case rendezvous.WantPipe:
 			p = next
 		case rendezvous.WantRendezvous:
-			s.log.Infof("a peer (%s) proved the code and asked only to meet; still waiting for the receiver", next.ID.ShortString())
+			s.log.Infof("a peer (%s) proved the code and asked only to meet; still waiting for the receiver", node.ShortID(next.ID))
 			next.Accept()
 			next.Stream.CloseWrite()
 		default:
@@ -137,7 +137,7 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 		return Result{}, err
 	}
 	res := Result{Peer: p, Found: time.Since(start)}
-	s.log.Infof("peer %s authenticated; sending over %s", p.ID.ShortString(), p.Transport())
+	s.log.Infof("peer %s authenticated; sending over %s", node.ShortID(p.ID), p.Transport())
 	t := time.Now()
 	n, err := pipe.Send(ctx, p.Stream, h, src, opt)
 	res.Bytes, res.Transfer = n, time.Since(t)
@@ -152,11 +152,11 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	defer cancel()
 	p, err := rendezvous.Find(wctx, s.rendezvous(c), rendezvous.WantPipe)
 	if err != nil {
-		return Result{}, waitError(ctx, err)
+		return Result{}, waitError(ctx, err, false)
 	}
 	defer p.Stream.Close()
 	res := Result{Peer: p, Found: time.Since(start)}
-	s.log.Infof("peer %s found by %s and authenticated; receiving over %s", p.ID.ShortString(), p.Source, p.Transport())
+	s.log.Infof("peer %s found by %s and authenticated; receiving over %s", node.ShortID(p.ID), p.Source, p.Transport())
 	t := time.Now()
 	n, err := pipe.Receive(ctx, p.Stream, dst, opt)
 	res.Bytes, res.Transfer = n, time.Since(t)
@@ -172,12 +172,12 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 
 // waitError turns the wait's own deadline into a *rendezvous.NotFoundError,
 // and leaves an interruption of the parent context as it is.
-func waitError(parent context.Context, err error) error {
+func waitError(parent context.Context, err error, announcing bool) error {
 	if parent.Err() != nil {
 		return parent.Err()
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &rendezvous.NotFoundError{}
+		return &rendezvous.NotFoundError{Announcing: announcing}
 	}
 	return err
 }

@@ -1,0 +1,79 @@
+// Command pcp sends files and folders to a peer that shares a code. For now
+// it has one subcommand: `pcp node`, a long-running DHT server that is the
+// bootstrap peer of a private network. See pcp(1).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/pcp-dev/pcp/lib/cli"
+	"github.com/pcp-dev/pcp/lib/discovery"
+	"github.com/pcp-dev/pcp/lib/node"
+)
+
+const usage = `Usage: pcp node [OPTIONS]   run a DHT server; prints its multiaddrs on stdout
+Run "pcp node --help" for the options.`
+
+// nodeListen is where a node listens by default: fixed ports, so that its
+// multiaddrs stay valid across restarts (with --identity).
+var nodeListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1", "/ip6/::/udp/4001/quic-v1"}
+
+func main() { os.Exit(cli.Main("pcp", os.Args[1:], os.Stderr, run)) }
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return cli.Usagef("missing command\n%s", usage)
+	}
+	switch args[0] {
+	case "node":
+		return serveNode(ctx, args[1:])
+	case "-h", "--help", "help":
+		fmt.Println(usage)
+		return nil
+	}
+	return cli.Usagef("unknown command %q\n%s", args[0], usage)
+}
+
+func serveNode(ctx context.Context, args []string) error {
+	var f cli.Flags
+	fs := cli.NewFlagSet("node", "pcp node [OPTIONS]", os.Stdout)
+	fs.StringSliceVar(&f.Listen, "listen", nodeListen, "listen on these multiaddrs, comma-separated")
+	fs.StringSliceVar(&f.Bootstrap, "bootstrap", nil, "other DHT servers to join, comma-separated full multiaddrs (default: none, a new network)")
+	fs.StringVar(&f.Identity, "identity", "", "keep the node's key in `FILE` (created if missing) for a stable peer ID")
+	f.AddVerbosity(fs)
+	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("node takes no arguments")
+	}
+	log := f.Logger("pcp node", os.Stderr)
+	bootstrap, err := discovery.ParseAddrs(f.Bootstrap)
+	if err != nil {
+		return &cli.UsageError{Err: fmt.Errorf("--bootstrap: %w", err)}
+	}
+	cfg := node.Config{Listen: f.Listen}
+	if f.Identity != "" {
+		if cfg.Identity, err = node.LoadIdentity(f.Identity); err != nil {
+			return err
+		}
+	}
+	h, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	d, err := discovery.StartDHT(ctx, h, true, bootstrap, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for _, a := range node.FullAddrs(h) {
+		fmt.Println(a)
+	}
+	log.Infof("serving the DHT as %s until interrupted", h.ID())
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,115 @@
+// Package cli is what the pcp commands share: the common flags and their
+// environment variables, the status printer, and the one mapping from
+// errors to exit statuses.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pcp-dev/pcp/lib/auth"
+	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/rendezvous"
+)
+
+// Exit statuses, the same for every command.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1
+	ExitUsage       = 2
+	ExitAuth        = 3
+	ExitNotFound    = 4
+	ExitIntegrity   = 5
+	ExitInterrupted = 130
+)
+
+// UsageError is a mistake in how the command was called (exit 2).
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a *UsageError.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// ExitCode maps an error to the documented exit status.
+func ExitCode(err error) int {
+	var (
+		usage     *UsageError
+		guesses   *rendezvous.TooManyGuessesError
+		notFound  *rendezvous.NotFoundError
+		integrity *pipe.IntegrityError
+	)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.As(err, &usage):
+		return ExitUsage
+	case errors.Is(err, auth.ErrWrongCode), errors.As(err, &guesses):
+		return ExitAuth
+	case errors.As(err, &notFound):
+		return ExitNotFound
+	case errors.As(err, &integrity):
+		return ExitIntegrity
+	}
+	return ExitFailure
+}
+
+// Main runs a command with a context that ends on SIGINT or SIGTERM, prints
+// its error as "prog: error: …" on stderr and returns the exit status.
+func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Context, args []string) error) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, args)
+	if errors.Is(err, pflag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("interrupted: %w", context.Canceled)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", prog, err)
+		if hint := hintFor(err); hint != "" {
+			fmt.Fprintf(stderr, "%s: hint: %s\n", prog, hint)
+		}
+	}
+	return ExitCode(err)
+}
+
+func hintFor(err error) string {
+	var notFound *rendezvous.NotFoundError
+	switch {
+	case errors.Is(err, auth.ErrWrongCode):
+		return "check the code with the sender; every wrong try counts against a limit"
+	case errors.As(err, &notFound) && notFound.Announcing:
+		return "--timeout gives the receiver more time"
+	case errors.As(err, &notFound):
+		return "is the sender still waiting? --timeout gives more time; -v shows each discovery step"
+	}
+	return ""
+}
+
+// Size formats a byte count for people: 1.5 MiB.
+func Size(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pcp-dev/pcp/lib/code"
+	"github.com/pcp-dev/pcp/lib/discovery"
+	"github.com/pcp-dev/pcp/lib/session"
+	"github.com/pcp-dev/pcp/lib/status"
+)
+
+const envAnnotation = "env"
+
+// Flags are the options shared by the pcp commands. Each command registers
+// the groups it uses.
+type Flags struct {
+	Code      string
+	CodeFile  string
+	Words     int
+	Bootstrap []string
+	Discovery string
+	Timeout   time.Duration
+	Listen    []string
+	Identity  string
+	Peers     []string
+	Verbose   bool
+	Quiet     bool
+}
+
+// NewFlagSet returns a GNU-style flag set whose usage text starts with
+// synopsis and lists the flags.
+func NewFlagSet(name, synopsis string, out io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: %s\n\nOptions:\n%s", synopsis, fs.FlagUsages())
+	}
+	return fs
+}
+
+func withEnv(fs *pflag.FlagSet, name, env string) {
+	fs.SetAnnotation(name, envAnnotation, []string{env})
+	f := fs.Lookup(name)
+	f.Usage += " (env " + env + ")"
+}
+
+// AddCode registers --code and --code-file.
+func (f *Flags) AddCode(fs *pflag.FlagSet) {
+	fs.StringVar(&f.Code, "code", "", "the code (instead of the CODE argument, which other users can see in the process list)")
+	withEnv(fs, "code", "PCP_CODE")
+	fs.StringVar(&f.CodeFile, "code-file", "", "read the code from the first line of `FILE`")
+}
+
+// AddWords registers --words.
+func (f *Flags) AddWords(fs *pflag.FlagSet) {
+	fs.IntVar(&f.Words, "words", code.DefaultWords, fmt.Sprintf("number of words in a generated code (at least %d)", code.MinWords))
+}
+
+// AddPeer registers --peer.
+func (f *Flags) AddPeer(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&f.Peers, "peer", nil, "dial this full multiaddr (/ip4/…/tcp/…/p2p/ID) instead of discovering the peer; repeatable")
+}
+
+// AddNetwork registers the discovery, network and verbosity flags, with
+// defaultTimeout for --timeout (0: no limit).
+func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
+	fs.StringVar(&f.Discovery, "discovery", "mdns,dht", "how to find the peer: mdns, dht or mdns,dht")
+	withEnv(fs, "discovery", "PCP_DISCOVERY")
+	fs.StringSliceVar(&f.Bootstrap, "bootstrap", nil, "DHT bootstrap peers, comma-separated full multiaddrs (default: the public IPFS bootstrap peers)")
+	withEnv(fs, "bootstrap", "PCP_BOOTSTRAP")
+	fs.DurationVar(&f.Timeout, "timeout", defaultTimeout, "give up when no peer is found within this `duration` (e.g. 30s, 5m; 0: wait forever)")
+	withEnv(fs, "timeout", "PCP_TIMEOUT")
+	fs.StringSliceVar(&f.Listen, "listen", nil, "listen on these multiaddrs, comma-separated (default: all interfaces, random ports, TCP and QUIC)")
+	fs.StringVar(&f.Identity, "identity", "", "keep the peer's key in `FILE` (created if missing) for a stable peer ID")
+	f.AddVerbosity(fs)
+}
+
+// AddVerbosity registers -v and -q.
+func (f *Flags) AddVerbosity(fs *pflag.FlagSet) {
+	fs.BoolVarP(&f.Verbose, "verbose", "v", false, "show each phase and how long it took")
+	fs.BoolVarP(&f.Quiet, "quiet", "q", false, "print only errors (and a generated code)")
+}
+
+// Parse parses args and then fills every flag that was not given from its
+// environment variable: a flag beats its variable.
+func Parse(fs *pflag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return &UsageError{Err: err}
+	}
+	var err error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		env := fl.Annotations[envAnnotation]
+		if err != nil || fl.Changed || len(env) == 0 {
+			return
+		}
+		if v := getenv(env[0]); v != "" {
+			if serr := fs.Set(fl.Name, v); serr != nil {
+				err = Usagef("%s=%q: %v", env[0], v, serr)
+			}
+		}
+	})
+	return err
+}
+
+// ReadCode returns the code from the CODE argument, --code (PCP_CODE) or
+// --code-file, whichever was given; exactly one must be. ok is false when
+// none was given.
+func (f *Flags) ReadCode(args []string) (c code.Code, ok bool, err error) {
+	var sources []string
+	if len(args) > 0 {
+		sources = append(sources, strings.Join(args, " "))
+	}
+	if f.Code != "" {
+		sources = append(sources, f.Code)
+	}
+	if f.CodeFile != "" {
+		s, err := firstLine(f.CodeFile)
+		if err != nil {
+			return code.Code{}, false, Usagef("--code-file: %v", err)
+		}
+		sources = append(sources, s)
+	}
+	switch len(sources) {
+	case 0:
+		return code.Code{}, false, nil
+	case 1:
+	default:
+		return code.Code{}, false, Usagef("the code was given more than once (argument, --code/PCP_CODE, --code-file): give one")
+	}
+	c, err = code.Parse(sources[0])
+	if err != nil {
+		return code.Code{}, false, &UsageError{Err: err}
+	}
+	return c, true, nil
+}
+
+func firstLine(path string) (string, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer file.Close()
+	s := bufio.NewScanner(io.LimitReader(file, 4096))
+	s.Scan()
+	return s.Text(), s.Err()
+}
+
+// Session builds the session configuration from the flags.
+func (f *Flags) Session(log status.Logger) (session.Config, error) {
+	cfg := session.Config{Listen: f.Listen, IdentityFile: f.Identity, Log: log}
+	var err error
+	if cfg.MDNS, cfg.DHT, err = discovery.ParseMethods(f.Discovery); err != nil {
+		return cfg, &UsageError{Err: fmt.Errorf("--discovery: %w", err)}
+	}
+	if len(f.Bootstrap) > 0 {
+		if cfg.Bootstrap, err = discovery.ParseAddrs(f.Bootstrap); err != nil {
+			return cfg, &UsageError{Err: fmt.Errorf("--bootstrap: %w", err)}
+		}
+	} else {
+		cfg.Bootstrap = discovery.DefaultBootstrap()
+	}
+	if len(f.Peers) > 0 {
+		if cfg.Peers, err = discovery.ParseAddrs(f.Peers); err != nil {
+			return cfg, &UsageError{Err: fmt.Errorf("--peer: %w", err)}
+		}
+	}
+	if f.Timeout < 0 {
+		return cfg, Usagef("--timeout must not be negative")
+	}
+	return cfg, nil
+}
+
+// Logger returns the status printer for the flags' verbosity: lines go to w
+// as "prog: …".
+func (f *Flags) Logger(prog string, w io.Writer) status.Logger {
+	print := func(format string, args ...any) {
+		fmt.Fprintf(w, prog+": "+format+"\n", args...)
+	}
+	var l status.Logger
+	if !f.Quiet {
+		l.Info = print
+	}
+	if f.Verbose {
+		l.Info, l.Debug = print, print
+	}
+	return l
+}
