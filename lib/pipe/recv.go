@@ -83,7 +83,7 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 				return n, fmt.Errorf("send ack: %w", err)
 			}
 			c.s.CloseWrite()
-			waitEOF(c)
+			waitEOF(c, c.timing.CloseWait)
 			return n, nil
 		default:
 			return n, protocolErrorf("unexpected %v frame during data", t)
@@ -110,10 +110,11 @@ func checkEnd(p []byte, n int64, digest []byte) error {
 	return nil
 }
 
-// waitEOF gives the sender CloseWait to read the ACK and close its side, so
-// that closing our host does not drop the ACK still queued on the way.
-func waitEOF(c *conn) {
-	c.s.SetReadDeadline(time.Now().Add(c.timing.CloseWait))
+// waitEOF waits up to d for the peer to close its side. The receiver waits
+// so that closing its host cannot drop the ACK still on the way; the sender
+// then drains the receiver's own close.
+func waitEOF(c *conn, d time.Duration) {
+	c.s.SetReadDeadline(time.Now().Add(d))
 	for {
 		if _, _, err := c.r.Next(); err != nil {
 			return

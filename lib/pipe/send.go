@@ -78,8 +78,12 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	peerDone := make(chan error, 1)
 	go func() {
 		err := awaitAck(c, &endSent)
-		if err != nil {
-			// Unblock a data write stuck on a peer that is gone.
+		// Unblock a data write stuck on a peer that is gone. Not when our own
+		// context ended: the watch in start already bounds the writes by
+		// AbortWait, and cutting the stream now would tear a DATA frame in
+		// half and fail abort's ERROR frame, so the receiver would see a
+		// truncated stream instead of "interrupted".
+		if err != nil && ctx.Err() == nil {
 			c.s.SetWriteDeadline(time.Now())
 		}
 		peerDone <- err
@@ -127,15 +131,21 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	if err := c.send(frame.End, end); err != nil {
 		return n, writeError(ctx, err, peerDone)
 	}
-	if err := s.CloseWrite(); err != nil {
-		return n, fmt.Errorf("close stream for writing: %w", err)
-	}
 	select {
 	case err := <-peerDone:
-		return n, err
+		if err != nil {
+			return n, err
+		}
 	case <-ctx.Done():
 		return n, ctx.Err()
 	}
+	// The receiver waits for this EOF before it closes its side: only now
+	// that the ACK is in, so that no close of its can drop the ACK on the way.
+	if err := s.CloseWrite(); err != nil {
+		return n, fmt.Errorf("close stream for writing: %w", err)
+	}
+	waitEOF(c, c.timing.AbortWait)
+	return n, nil
 }
 
 // awaitAck reads the receiver's frames during the data phase: heartbeats

@@ -1,0 +1,277 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pcp-dev/pcp/internal/netns"
+	"github.com/pcp-dev/pcp/lib/node"
+)
+
+// Three `pcp node` processes form a private DHT; sender and receiver find
+// each other through it alone (--discovery dht), and the bytes arrive whole.
+func TestTransferThroughPrivateDHT(t *testing.T) {
+	netns.Require(t)
+	bootstrap := startDHT(t, 3)
+	c := newCode(t)
+	data := randomBytes(t, 8<<20)
+
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "dht", "--bootstrap", bootstrap, "--code", c, "-v"), bytes.NewReader(data))
+	// The receiver takes the bootstrap list from the environment.
+	rc := command(t, "pcp-pipe", "recv", "--discovery", "dht", "-v", c)
+	rc.Env = []string{"PCP_BOOTSTRAP=" + bootstrap}
+	recv := start(t, rc, nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if !bytes.Equal(recv.stdout.Bytes(), data) {
+		t.Fatalf("received %d bytes that differ from the %d sent", len(recv.stdout.Bytes()), len(data))
+	}
+	if !strings.Contains(recv.stderr.String(), "found by dht") {
+		t.Fatalf("the receiver did not report finding the peer through the DHT:\n%s", recv.stderr.String())
+	}
+	if len(send.stdout.Bytes()) != 0 {
+		t.Fatalf("send wrote to stdout: %q", send.stdout.String())
+	}
+}
+
+// mDNS between two hosts of a LAN: two namespaces joined by a veth pair,
+// with nothing but multicast DNS to find each other.
+func TestTransferOverMDNSBetweenNamespaces(t *testing.T) {
+	netns.Require(t)
+	a := netns.New(t, "lan-a")
+	b := netns.New(t, "lan-b")
+	netns.Link(t, a, "eth0", "10.77.0.1/24", b, "eth0", "10.77.0.2/24")
+	c := newCode(t)
+	data := randomBytes(t, 2<<20)
+
+	send := start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c, "-v"), bytes.NewReader(data))
+	recv := start(t, b.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--timeout", "20s", "-v", c), nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if !bytes.Equal(recv.stdout.Bytes(), data) {
+		t.Fatalf("received %d bytes that differ from the %d sent", len(recv.stdout.Bytes()), len(data))
+	}
+	stderr := recv.stderr.String()
+	if !strings.Contains(stderr, "found by mdns") {
+		t.Fatalf("the receiver did not report finding the peer by mDNS:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "10.77.0.1") && !strings.Contains(send.stderr.String(), "10.77.0.2") {
+		t.Logf("note: the status lines do not name the LAN address")
+	}
+}
+
+// A wrong code: the receiver exits 3, says so, and writes nothing; the
+// sender keeps waiting and the right receiver still gets the data.
+func TestWrongCode(t *testing.T) {
+	netns.Require(t)
+	c := newCode(t)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), strings.NewReader("the right data\n"))
+
+	wrong := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", wrongCode(t, c)), nil)
+	wrong.expectExit(25*time.Second, 3)
+	if n := len(wrong.stdout.Bytes()); n != 0 {
+		t.Fatalf("a receiver with the wrong code wrote %d bytes to stdout", n)
+	}
+	if !strings.Contains(wrong.stderr.String(), "code did not match") {
+		t.Fatalf("the wrong-code message does not say the code did not match:\n%s", wrong.stderr.String())
+	}
+	send.waitStderr("wrong code", 5*time.Second)
+
+	right := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	right.expectExit(25*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if got := right.stdout.String(); got != "the right data\n" {
+		t.Fatalf("the right receiver got %q", got)
+	}
+}
+
+// A sender killed in the middle of the stream: the receiver must fail with
+// the integrity status (or 1), never 0, within seconds.
+func TestSenderKilledMidStream(t *testing.T) {
+	netns.Require(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newCode(t)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
+	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	recv.waitStdout(256<<10, 20*time.Second)
+	send.cmd.Process.Kill()
+	killed := time.Now()
+	status := recv.wait(15 * time.Second)
+	if status != 5 && status != 1 {
+		t.Fatalf("the receiver exited %d after the sender was killed, want 5 (or 1)\nstderr:\n%s", status, recv.stderr.String())
+	}
+	t.Logf("receiver exited %d, %v after the kill: %s", status, time.Since(killed).Round(time.Millisecond), strings.TrimSpace(recv.stderr.String()))
+}
+
+// A receiver killed in the middle: the sender must not report success.
+func TestReceiverKilledMidStream(t *testing.T) {
+	netns.Require(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newCode(t)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
+	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	recv.waitStdout(256<<10, 20*time.Second)
+	recv.cmd.Process.Kill()
+	if status := send.wait(15 * time.Second); status == 0 {
+		t.Fatalf("the sender exited 0 although the receiver was killed\nstderr:\n%s", send.stderr.String())
+	}
+}
+
+// SIGINT: the interrupted side exits 130 and the peer hears why.
+func TestInterruptTellsThePeer(t *testing.T) {
+	netns.Require(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newCode(t)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
+	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	recv.waitStdout(64<<10, 20*time.Second)
+	send.cmd.Process.Signal(syscall.SIGINT)
+	send.expectExit(5*time.Second, 130)
+	if status := recv.wait(5 * time.Second); status == 0 {
+		t.Fatalf("the receiver exited 0 after the sender was interrupted")
+	}
+	if !strings.Contains(recv.stderr.String(), "interrupted") {
+		t.Fatalf("the receiver was not told that the sender was interrupted:\n%s", recv.stderr.String())
+	}
+}
+
+// recv --peer dials a known address and skips discovery.
+func TestPeerAddressSkipsDiscovery(t *testing.T) {
+	netns.Require(t)
+	dir := t.TempDir()
+	identity := filepath.Join(dir, "sender.key")
+	key, err := node.LoadIdentity(identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	c := newCode(t)
+	// The sender announces nowhere: only --peer can find it.
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "dht", "--bootstrap", "", "--code", c,
+		"--identity", identity, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)), strings.NewReader("direct\n"))
+	addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, id)
+	recv := start(t, command(t, "pcp-pipe", "recv", "--peer", addr, "--timeout", "20s", c), nil)
+	recv.expectExit(25*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if got := recv.stdout.String(); got != "direct\n" {
+		t.Fatalf("received %q", got)
+	}
+	if !strings.Contains(recv.stderr.String(), "found by peer") {
+		t.Fatalf("the receiver did not say it used --peer:\n%s", recv.stderr.String())
+	}
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// --timeout with nobody on the other side: exit 4, on both sides, on time.
+func TestTimeoutWithoutPeer(t *testing.T) {
+	netns.Require(t)
+	for _, side := range [][]string{
+		{"recv", "--discovery", "mdns", "--timeout", "2s", newCode(t)},
+		{"send", "--discovery", "mdns", "--timeout", "2s", "--code", newCode(t)},
+	} {
+		began := time.Now()
+		p := start(t, command(t, "pcp-pipe", side...), nil)
+		p.expectExit(10*time.Second, 4)
+		if took := time.Since(began); took < 2*time.Second || took > 6*time.Second {
+			t.Fatalf("%s with --timeout 2s took %v", side[0], took)
+		}
+		if !strings.Contains(p.stderr.String(), "timeout") && !strings.Contains(p.stderr.String(), "in time") {
+			t.Fatalf("%s: the message does not say that time ran out:\n%s", side[0], p.stderr.String())
+		}
+	}
+}
+
+// The composition promise: tar c dir | pcp-pipe send, pcp-pipe recv | tar x.
+func TestTarPipeline(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "tree", "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "tree", "a.txt"), []byte("alpha\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "tree", "sub", "b.bin"), randomBytes(t, 1<<20), 0o600)
+	dst := t.TempDir()
+	c := newCode(t)
+	pipe := binary(t, "pcp-pipe")
+	send := start(t, exec.Command("bash", "-c", `set -o pipefail; tar -C "$1" -c tree | "$2" send --discovery mdns --code "$3"`, "-", src, pipe, c), nil)
+	recv := start(t, exec.Command("bash", "-c", `set -o pipefail; "$2" recv --discovery mdns --timeout 20s "$3" | tar -C "$1" -x`, "-", dst, pipe, c), nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	diff, err := exec.Command("diff", "-r", filepath.Join(src, "tree"), filepath.Join(dst, "tree")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the extracted tree differs: %v\n%s", err, diff)
+	}
+}
+
+// Usage errors exit 2 with one clear line; --help exits 0; nothing on stdout.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"recv", "bubbel-enemy-result"}, "did you mean"},
+		{[]string{"recv", "able-able"}, "too few words"},
+		{[]string{"recv"}, "missing CODE"},
+		{[]string{"send", "--words", "2"}, "too few words"},
+		{[]string{"send", "--discovery", "carrier-pigeon"}, "discovery"},
+		{[]string{"recv", "--timeout", "soon", "able-able-able"}, "timeout"},
+		{[]string{"fly"}, "unknown command"},
+	}
+	for _, tt := range tests {
+		p := start(t, command(t, "pcp-pipe", tt.args...), nil)
+		p.expectExit(10*time.Second, 2)
+		if !strings.Contains(p.stderr.String(), tt.want) {
+			t.Errorf("pcp-pipe %v: stderr %q does not mention %q", tt.args, p.stderr.String(), tt.want)
+		}
+		if len(p.stdout.Bytes()) != 0 {
+			t.Errorf("pcp-pipe %v wrote to stdout: %q", tt.args, p.stdout.String())
+		}
+	}
+	for _, args := range [][]string{{"send", "--help"}, {"recv", "--help"}, {"--help"}} {
+		p := start(t, command(t, "pcp-pipe", args...), nil)
+		p.expectExit(10*time.Second, 0)
+		if !strings.Contains(p.stdout.String(), "Usage: pcp-pipe") {
+			t.Errorf("pcp-pipe %v printed no usage: %q", args, p.stdout.String())
+		}
+	}
+}
+
+// With no bootstrap peer answering, the user hears about it within 15 s,
+// and mDNS still finds the peer.
+func TestDeadBootstrapFallsBackToMDNS(t *testing.T) {
+	netns.Require(t)
+	dead := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/12D3KooWAfzA2AUZ3ByHfmd37sPqjn1yAEceeRgR8dHYQDJRoznP", freePort(t))
+	c := newCode(t)
+	send := start(t, command(t, "pcp-pipe", "send", "--bootstrap", dead, "--code", c), strings.NewReader("via mdns\n"))
+	send.waitStderr("no bootstrap peer answered", 15*time.Second)
+	recv := start(t, command(t, "pcp-pipe", "recv", "--bootstrap", dead, "--timeout", "30s", c), nil)
+	recv.expectExit(35*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if got := recv.stdout.String(); got != "via mdns\n" {
+		t.Fatalf("received %q", got)
+	}
+}
