@@ -207,39 +207,45 @@ func (p *proc) waitStdout(n int, timeout time.Duration) {
 	}
 }
 
+// nodeFirstLine starts `pcp node ARGS` and returns the first line it prints.
+func nodeFirstLine(t testing.TB, args ...string) (*proc, string) {
+	t.Helper()
+	cmd := command(t, "pcp", append([]string{"node"}, args...)...)
+	out, w := io.Pipe()
+	cmd.Stdout = w
+	p := start(t, cmd, nil)
+	t.Cleanup(func() { w.Close() })
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		s.Scan()
+		line <- s.Text()
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case l := <-line:
+		return p, l
+	case <-time.After(10 * time.Second):
+		t.Fatalf("pcp node printed nothing within 10s\nstderr:\n%s", p.stderr.String())
+	}
+	return nil, ""
+}
+
 // startDHT starts n `pcp node` processes on 127.0.0.1, each bootstrapping
 // from the first, and returns their multiaddrs as a --bootstrap value.
 func startDHT(t testing.TB, n int) string {
 	t.Helper()
 	var addrs []string
 	for i := range n {
-		args := []string{"node", "--listen", "/ip4/127.0.0.1/tcp/0"}
+		args := []string{"--listen", "/ip4/127.0.0.1/tcp/0"}
 		if i > 0 {
 			args = append(args, "--bootstrap", addrs[0])
 		}
-		cmd := command(t, "pcp", args...)
-		out, w := io.Pipe()
-		cmd.Stdout = w
-		p := start(t, cmd, nil)
-		t.Cleanup(func() { w.Close() })
-		line := make(chan string, 1)
-		go func() {
-			s := bufio.NewScanner(out)
-			if s.Scan() {
-				line <- s.Text()
-			}
-			close(line)
-			io.Copy(io.Discard, out)
-		}()
-		select {
-		case l, ok := <-line:
-			if !ok || !strings.HasPrefix(l, "/ip4/127.0.0.1/tcp/") || !strings.Contains(l, "/p2p/12D3") {
-				t.Fatalf("pcp node printed %q, want a full multiaddr\nstderr:\n%s", l, p.stderr.String())
-			}
-			addrs = append(addrs, l)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("pcp node printed no address within 10s\nstderr:\n%s", p.stderr.String())
+		p, l := nodeFirstLine(t, args...)
+		if !strings.HasPrefix(l, "/ip4/127.0.0.1/tcp/") || !strings.Contains(l, "/p2p/12D3") {
+			t.Fatalf("pcp node printed %q, want a full multiaddr\nstderr:\n%s", l, p.stderr.String())
 		}
+		addrs = append(addrs, l)
 	}
 	return strings.Join(addrs, ",")
 }

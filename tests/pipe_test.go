@@ -149,6 +149,25 @@ func TestInterruptTellsThePeer(t *testing.T) {
 	}
 }
 
+// SIGINT on the receiver: it exits 130, and the sender fails, told why.
+func TestInterruptedReceiverTellsTheSender(t *testing.T) {
+	netns.Require(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newCode(t)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
+	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	recv.waitStdout(64<<10, 20*time.Second)
+	recv.cmd.Process.Signal(syscall.SIGINT)
+	recv.expectExit(5*time.Second, 130)
+	if status := send.wait(5 * time.Second); status == 0 || status == 130 {
+		t.Fatalf("the sender exited %d after the receiver was interrupted, want a failure", status)
+	}
+	if !strings.Contains(send.stderr.String(), "interrupted") {
+		t.Fatalf("the sender was not told that the receiver was interrupted:\n%s", send.stderr.String())
+	}
+}
+
 // recv --peer dials a known address and skips discovery.
 func TestPeerAddressSkipsDiscovery(t *testing.T) {
 	netns.Require(t)

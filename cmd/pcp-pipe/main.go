@@ -70,7 +70,9 @@ func send(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, pipe.Options{})
+	progress, done := f.Progress("sending", -1)
+	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, pipe.Options{Progress: progress})
+	done()
 	if err != nil {
 		return err
 	}
@@ -104,7 +106,9 @@ func recv(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	res, err := s.Receive(ctx, c, os.Stdout, f.Timeout, pipe.Options{})
+	progress, done := f.Progress("receiving", -1)
+	res, err := s.Receive(ctx, c, os.Stdout, f.Timeout, pipe.Options{Progress: progress})
+	done()
 	if err != nil {
 		return err
 	}
