@@ -294,3 +294,29 @@ func TestDeadBootstrapFallsBackToMDNS(t *testing.T) {
 		t.Fatalf("received %q", got)
 	}
 }
+
+// A peer that vanishes without closing anything (its network is cut): the
+// heartbeats stop, and both sides give up within seconds, never with 0.
+func TestVanishedNetwork(t *testing.T) {
+	netns.Require(t)
+	a := netns.New(t, "cut-a")
+	b := netns.New(t, "cut-b")
+	netns.Link(t, a, "eth0", "10.78.0.1/24", b, "eth0", "10.78.0.2/24")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newCode(t)
+	send := start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
+	recv := start(t, b.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	recv.waitStdout(256<<10, 20*time.Second)
+	// Dropping every packet leaves both TCP endpoints open and silent.
+	a.Run(t, "ip", "link", "set", "eth0", "down")
+	cut := time.Now()
+	if status := recv.wait(20 * time.Second); status != 5 {
+		t.Fatalf("the receiver exited %d after the network was cut, want 5\nstderr:\n%s", status, recv.stderr.String())
+	}
+	t.Logf("the receiver gave up %v after the cut", time.Since(cut).Round(time.Millisecond))
+	if status := send.wait(20 * time.Second); status == 0 {
+		t.Fatalf("the sender exited 0 after the network was cut")
+	}
+	t.Logf("the sender gave up %v after the cut: %s", time.Since(cut).Round(time.Millisecond), send.stderr.String())
+}

@@ -84,13 +84,27 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 	return s, nil
 }
 
-// Close stops discovery and the host.
+// CloseWait bounds how long Close waits for the host to shut down: a
+// connection to a peer that vanished would otherwise hold it for seconds
+// (TLS gives its close alert 5 s).
+const CloseWait = time.Second
+
+// Close stops discovery and the host, waiting at most CloseWait.
 func (s *Session) Close() error {
 	s.cancel()
-	if s.dht != nil {
-		s.dht.Close()
+	done := make(chan error, 1)
+	go func() {
+		if s.dht != nil {
+			s.dht.Close()
+		}
+		done <- s.Host.Close()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(CloseWait):
+		return nil
 	}
-	return s.Host.Close()
 }
 
 func (s *Session) rendezvous(c code.Code) rendezvous.Config {
