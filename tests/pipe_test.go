@@ -320,3 +320,30 @@ func TestVanishedNetwork(t *testing.T) {
 	}
 	t.Logf("the sender gave up %v after the cut: %s", time.Since(cut).Round(time.Millisecond), send.stderr.String())
 }
+
+// Scripts set everything through the environment; a flag or argument beats
+// its variable.
+func TestEnvironmentVariables(t *testing.T) {
+	netns.Require(t)
+	c := newCode(t)
+	sc := command(t, "pcp-pipe", "send")
+	sc.Env = []string{"PCP_CODE=" + c, "PCP_DISCOVERY=mdns"}
+	send := start(t, sc, strings.NewReader("from the environment\n"))
+	// A stale PCP_CODE and a bad PCP_TIMEOUT yield to the argument and the flag.
+	rc := command(t, "pcp-pipe", "recv", "--timeout", "20s", c)
+	rc.Env = []string{"PCP_CODE=" + wrongCode(t, c), "PCP_DISCOVERY=mdns", "PCP_TIMEOUT=bogus"}
+	recv := start(t, rc, nil)
+	recv.expectExit(25*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if got := recv.stdout.String(); got != "from the environment\n" {
+		t.Fatalf("received %q", got)
+	}
+
+	lone := command(t, "pcp-pipe", "recv", newCode(t))
+	lone.Env = []string{"PCP_DISCOVERY=mdns", "PCP_TIMEOUT=1s"}
+	began := time.Now()
+	start(t, lone, nil).expectExit(10*time.Second, 4)
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("PCP_TIMEOUT=1s was not used: recv took %v", took)
+	}
+}

@@ -43,7 +43,7 @@ func send(ctx context.Context, args []string) error {
 	f.AddCode(fs)
 	f.AddWords(fs)
 	f.AddNetwork(fs, 0)
-	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -86,7 +86,7 @@ func recv(ctx context.Context, args []string) error {
 	f.AddCode(fs)
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
-	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	c, given, err := f.ReadCode(fs.Args())

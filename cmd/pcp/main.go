@@ -43,7 +43,7 @@ func serveNode(ctx context.Context, args []string) error {
 	fs.StringSliceVar(&f.Bootstrap, "bootstrap", nil, "other DHT servers to join, comma-separated full multiaddrs (default: none, a new network)")
 	fs.StringVar(&f.Identity, "identity", "", "keep the node's key in `FILE` (created if missing) for a stable peer ID")
 	f.AddVerbosity(fs)
-	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -32,6 +32,8 @@ type Flags struct {
 	Peers     []string
 	Verbose   bool
 	Quiet     bool
+
+	fromEnv map[string]bool // flags that took their value from the environment
 }
 
 // NewFlagSet returns a GNU-style flag set whose usage text starts with
@@ -86,12 +88,13 @@ func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 // AddVerbosity registers -v and -q.
 func (f *Flags) AddVerbosity(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.Verbose, "verbose", "v", false, "show each phase and how long it took")
-	fs.BoolVarP(&f.Quiet, "quiet", "q", false, "print only errors (and a generated code)")
+	fs.BoolVarP(&f.Quiet, "quiet", "q", false, "print only errors (and a generated code, which the peer needs)")
 }
 
 // Parse parses args and then fills every flag that was not given from its
 // environment variable: a flag beats its variable.
-func Parse(fs *pflag.FlagSet, args []string, getenv func(string) string) error {
+func (f *Flags) Parse(fs *pflag.FlagSet, args []string, getenv func(string) string) error {
+	f.fromEnv = map[string]bool{}
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
 			return err
@@ -108,20 +111,21 @@ func Parse(fs *pflag.FlagSet, args []string, getenv func(string) string) error {
 			if serr := fs.Set(fl.Name, v); serr != nil {
 				err = Usagef("%s=%q: %v", env[0], v, serr)
 			}
+			f.fromEnv[fl.Name] = true
 		}
 	})
 	return err
 }
 
-// ReadCode returns the code from the CODE argument, --code (PCP_CODE) or
-// --code-file, whichever was given; exactly one must be. ok is false when
-// none was given.
+// ReadCode returns the code from the CODE argument, --code or --code-file,
+// whichever was given (giving more than one is an error), else from
+// PCP_CODE. ok is false when there is none.
 func (f *Flags) ReadCode(args []string) (c code.Code, ok bool, err error) {
 	var sources []string
 	if len(args) > 0 {
 		sources = append(sources, strings.Join(args, " "))
 	}
-	if f.Code != "" {
+	if f.Code != "" && !f.fromEnv["code"] {
 		sources = append(sources, f.Code)
 	}
 	if f.CodeFile != "" {
@@ -131,12 +135,15 @@ func (f *Flags) ReadCode(args []string) (c code.Code, ok bool, err error) {
 		}
 		sources = append(sources, s)
 	}
+	if len(sources) == 0 && f.Code != "" {
+		sources = append(sources, f.Code) // PCP_CODE: the variable yields to any flag or argument
+	}
 	switch len(sources) {
 	case 0:
 		return code.Code{}, false, nil
 	case 1:
 	default:
-		return code.Code{}, false, Usagef("the code was given more than once (argument, --code/PCP_CODE, --code-file): give one")
+		return code.Code{}, false, Usagef("the code was given more than once (argument, --code, --code-file): give one")
 	}
 	c, err = code.Parse(sources[0])
 	if err != nil {

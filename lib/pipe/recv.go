@@ -51,17 +51,22 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 	}
 
 	digest := blake3.New()
+	flowed := false // whether any DATA frame came: only then is a lost stream a truncation
 	for {
 		t, p, err := c.next()
 		if err != nil {
 			var pe *PeerError
-			if errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 				return n, err
+			case !flowed:
+				return n, fmt.Errorf("the stream ended before any data: %w", err)
 			}
 			return n, &IntegrityError{Reason: fmt.Sprintf("the stream ended after %d bytes, before the end frame", n), Err: err}
 		}
 		switch t {
 		case frame.Data:
+			flowed = true
 			digest.Write(p)
 			if _, err := dst.Write(p); err != nil {
 				return n, fmt.Errorf("write output: %w", err)

@@ -80,7 +80,10 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 			s.methods = append(s.methods, d)
 		}
 	}
-	cfg.Log.Debugf("host %s started in %v", h.ID().ShortString(), time.Since(start).Round(time.Millisecond))
+	cfg.Log.Debugf("host %s started in %v", node.ShortID(h.ID()), time.Since(start).Round(time.Millisecond))
+	for _, a := range node.FullAddrs(h) {
+		cfg.Log.Debugf("listening on %s", a)
+	}
 	return s, nil
 }
 
