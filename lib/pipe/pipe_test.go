@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"reflect"
@@ -117,6 +120,38 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
+// stream is n pseudo-random bytes from seed, produced as they are read, so
+// that large transfers need no large buffers. (Under the race detector, one
+// memmove of many MiB is a single long call that stalls the whole process
+// for longer than the tests' peer timeout.)
+func stream(seed byte, n int64) io.Reader {
+	return io.LimitReader(mrand.NewChaCha8([32]byte{seed}), n)
+}
+
+// hashWriter counts and hashes what is written to it.
+type hashWriter struct {
+	h hash.Hash
+	n int64
+}
+
+func newHashWriter() *hashWriter { return &hashWriter{h: sha256.New()} }
+
+func (w *hashWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return w.h.Write(p)
+}
+
+func (w *hashWriter) sum() []byte { return w.h.Sum(nil) }
+
+// streamSum is the SHA-256 of stream(seed, n), computed on its own.
+func streamSum(t testing.TB, seed byte, n int64) []byte {
+	w := newHashWriter()
+	if _, err := io.Copy(w, stream(seed, n)); err != nil || w.n != n {
+		t.Fatalf("hash the test stream: %d bytes, %v", w.n, err)
+	}
+	return w.sum()
+}
+
 // endPayload is the payload of an END frame.
 func endPayload(count uint64, data []byte) []byte {
 	sum := blake3.Sum256(data)
@@ -167,8 +202,9 @@ func drain(c net.Conn) <-chan struct{} {
 func TestRoundTrip(t *testing.T) {
 	netns.Require(t)
 	ctx := testContext(t)
-	data := randomBytes(t, 20<<20)
-	h := Header{Kind: "tar+zstd", Names: []string{"photos", "notes ü.txt"}, Size: int64(len(data)), Count: 42}
+	const size = 20 << 20
+	want := streamSum(t, 1, size)
+	h := Header{Kind: "tar+zstd", Names: []string{"photos", "notes ü.txt"}, Size: size, Count: 42}
 	a, b := tcpPair(t)
 
 	var sendReturned atomic.Bool
@@ -185,9 +221,9 @@ func TestRoundTrip(t *testing.T) {
 			last.Store(n)
 		}
 	}
-	var dst bytes.Buffer
+	dst := newHashWriter()
 	recv := async(func() (int64, error) {
-		return Receive(ctx, b, &dst, Options{
+		return Receive(ctx, b, dst, Options{
 			Timing:   testTiming,
 			Accept:   func(h Header) error { accepted <- h; return nil },
 			Commit:   func() error { commits.Add(1); commitAfterSend.Store(sendReturned.Load()); return nil },
@@ -195,14 +231,14 @@ func TestRoundTrip(t *testing.T) {
 		})
 	})
 
-	n, err := Send(ctx, a, h, bytes.NewReader(data), Options{Timing: testTiming, Progress: progress(&sendProgress)})
+	n, err := Send(ctx, a, h, stream(1, size), Options{Timing: testTiming, Progress: progress(&sendProgress)})
 	sendReturned.Store(true)
 	commitsAtSend := commits.Load()
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	if n != int64(len(data)) {
-		t.Errorf("Send returned %d bytes, want %d", n, len(data))
+	if n != size {
+		t.Errorf("Send returned %d bytes, want %d", n, size)
 	}
 	if commitsAtSend != 1 {
 		t.Errorf("Commit was called %d times before Send returned, want exactly 1", commitsAtSend)
@@ -211,11 +247,11 @@ func TestRoundTrip(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("Receive: %v", r.err)
 	}
-	if r.n != int64(len(data)) {
-		t.Errorf("Receive returned %d bytes, want %d", r.n, len(data))
+	if r.n != size || dst.n != size {
+		t.Errorf("Receive returned %d bytes and wrote %d, want %d", r.n, dst.n, size)
 	}
-	if !bytes.Equal(dst.Bytes(), data) {
-		t.Errorf("received %d bytes that differ from the %d sent", dst.Len(), len(data))
+	if !bytes.Equal(dst.sum(), want) {
+		t.Errorf("received %d bytes that differ from the %d sent", dst.n, size)
 	}
 	if c := commits.Load(); c != 1 {
 		t.Errorf("Commit called %d times, want 1", c)
@@ -234,8 +270,8 @@ func TestRoundTrip(t *testing.T) {
 	if len(accepted) != 0 {
 		t.Error("Accept was called more than once")
 	}
-	if s, r := sendProgress.Load(), recvProgress.Load(); s != int64(len(data)) || r != int64(len(data)) {
-		t.Errorf("last progress: sender %d, receiver %d, want %d", s, r, len(data))
+	if s, r := sendProgress.Load(), recvProgress.Load(); s != size || r != size {
+		t.Errorf("last progress: sender %d, receiver %d, want %d", s, r, size)
 	}
 	if progressBackwards.Load() {
 		t.Error("progress went backwards")
@@ -293,17 +329,18 @@ func TestRoundTripLibp2p(t *testing.T) {
 	t.Cleanup(func() { hb.Close() })
 
 	const proto = protocol.ID("/pcp/pipe-test/1.0.0")
-	data := randomBytes(t, 3<<20+12345)
+	const size = 3<<20 + 12345
+	want := streamSum(t, 2, size)
 	type recvResult struct {
 		result
-		data []byte
+		sum []byte
 	}
 	recvDone := make(chan recvResult, 1)
 	hb.SetStreamHandler(proto, func(s network.Stream) {
 		defer s.Close()
-		var dst bytes.Buffer
-		n, err := Receive(ctx, s, &dst, Options{Timing: testTiming})
-		recvDone <- recvResult{result{n: n, err: err}, dst.Bytes()}
+		dst := newHashWriter()
+		n, err := Receive(ctx, s, dst, Options{Timing: testTiming})
+		recvDone <- recvResult{result{n: n, err: err}, dst.sum()}
 	})
 	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
 		t.Fatalf("connect: %v", err)
@@ -313,16 +350,16 @@ func TestRoundTripLibp2p(t *testing.T) {
 		t.Fatalf("new stream: %v", err)
 	}
 	defer s.Close()
-	n, err := Send(ctx, s, Header{Kind: KindRaw, Size: -1}, bytes.NewReader(data), Options{Timing: testTiming})
-	if err != nil || n != int64(len(data)) {
-		t.Fatalf("Send = %d, %v; want %d, nil", n, err, len(data))
+	n, err := Send(ctx, s, Header{Kind: KindRaw, Size: -1}, stream(2, size), Options{Timing: testTiming})
+	if err != nil || n != size {
+		t.Fatalf("Send = %d, %v; want %d, nil", n, err, size)
 	}
 	select {
 	case r := <-recvDone:
-		if r.err != nil || r.n != int64(len(data)) {
-			t.Fatalf("Receive = %d, %v; want %d, nil", r.n, r.err, len(data))
+		if r.err != nil || r.n != size {
+			t.Fatalf("Receive = %d, %v; want %d, nil", r.n, r.err, size)
 		}
-		if !bytes.Equal(r.data, data) {
+		if !bytes.Equal(r.sum, want) {
 			t.Fatal("data differs")
 		}
 	case <-time.After(testWait):
@@ -427,6 +464,35 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
+// TestClosedBeforeData: a sender that closes after the header, without
+// data or END, fails the transfer; since no data flowed it is a plain
+// failure, not an integrity error.
+func TestClosedBeforeData(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	var commits atomic.Int32
+	recv := async(func() (int64, error) {
+		return Receive(ctx, b, io.Discard, Options{Timing: testTiming, Commit: func() error { commits.Add(1); return nil }})
+	})
+	craftedSender(t, a)
+	a.CloseWrite()
+	drain(a)
+	r := await(t, recv, "Receive")
+	if r.err == nil {
+		t.Fatal("Receive returned nil for a stream closed without END")
+	}
+	if !errors.Is(r.err, io.EOF) {
+		t.Errorf("Receive error = %v, want it to wrap io.EOF", r.err)
+	}
+	if errors.As(r.err, new(*IntegrityError)) {
+		t.Errorf("Receive error %v is an IntegrityError, but no data had flowed", r.err)
+	}
+	if r.n != 0 || commits.Load() != 0 {
+		t.Errorf("Receive counted %d bytes and committed %d times", r.n, commits.Load())
+	}
+}
+
 func TestEndFrameChecks(t *testing.T) {
 	netns.Require(t)
 	data := []byte("the quick brown fox jumps over the lazy dog")
@@ -528,8 +594,10 @@ func TestReceiverNoticesSilentSender(t *testing.T) {
 		if !errors.Is(res.err, ErrPeerGone) {
 			t.Fatalf("Receive error = %v, want ErrPeerGone", res.err)
 		}
-		if !errors.As(res.err, new(*IntegrityError)) {
-			t.Errorf("Receive error %v (%T) after accepting is not an IntegrityError", res.err, res.err)
+		// No data flowed, so nothing was truncated: a plain failure (exit 1),
+		// not an integrity error (exit 5, once data has flowed).
+		if errors.As(res.err, new(*IntegrityError)) {
+			t.Errorf("Receive error %v is an IntegrityError, but no data had flowed", res.err)
 		}
 		checkTook(t, res.took)
 	})
@@ -675,7 +743,7 @@ func TestIdleInput(t *testing.T) {
 type slowWriter struct {
 	delay time.Duration
 	slept bool
-	buf   bytes.Buffer
+	*hashWriter
 }
 
 func (w *slowWriter) Write(p []byte) (int, error) {
@@ -683,20 +751,21 @@ func (w *slowWriter) Write(p []byte) (int, error) {
 		w.slept = true
 		time.Sleep(w.delay)
 	}
-	return w.buf.Write(p)
+	return w.hashWriter.Write(p)
 }
 
 func TestSlowReceiver(t *testing.T) {
 	netns.Require(t)
 	t.Parallel()
-	data := randomBytes(t, 8<<20) // far more than the socket buffers hold
+	const size = 8 << 20 // far more than the socket buffers hold
+	want := streamSum(t, 3, size)
 	slow := 3 * testTiming.PeerTimeout
 	cases := []struct {
 		name string
-		dst  func() io.Writer
+		dst  func(*hashWriter) io.Writer
 		opt  Options
 	}{
-		{"output", func() io.Writer { return &slowWriter{delay: slow} }, Options{}},
+		{"output", func(h *hashWriter) io.Writer { return &slowWriter{delay: slow, hashWriter: h} }, Options{}},
 		{"accept", nil, Options{Accept: func(Header) error { time.Sleep(slow); return nil }}},
 		{"commit", nil, Options{Commit: func() error { time.Sleep(slow); return nil }}},
 	}
@@ -705,33 +774,27 @@ func TestSlowReceiver(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
 			a, b := tcpPair(t)
-			var dst io.Writer = new(bytes.Buffer)
+			hw := newHashWriter()
+			var dst io.Writer = hw
 			if tc.dst != nil {
-				dst = tc.dst()
+				dst = tc.dst(hw)
 			}
 			opt := tc.opt
 			opt.Timing = testTiming
 			recv := async(func() (int64, error) { return Receive(ctx, b, dst, opt) })
 			start := time.Now()
-			n, err := Send(ctx, a, Header{Kind: KindRaw, Size: -1}, bytes.NewReader(data), Options{Timing: testTiming})
-			if err != nil || n != int64(len(data)) {
-				t.Fatalf("Send = %d, %v; want %d, nil", n, err, len(data))
+			n, err := Send(ctx, a, Header{Kind: KindRaw, Size: -1}, stream(3, size), Options{Timing: testTiming})
+			if err != nil || n != size {
+				t.Fatalf("Send = %d, %v; want %d, nil", n, err, size)
 			}
 			if took := time.Since(start); took < slow {
 				t.Errorf("Send returned after %v, before the slow receiver could have finished (%v)", took, slow)
 			}
 			res := await(t, recv, "Receive")
-			if res.err != nil || res.n != int64(len(data)) {
-				t.Fatalf("Receive = %d, %v; want %d, nil", res.n, res.err, len(data))
+			if res.err != nil || res.n != size || hw.n != size {
+				t.Fatalf("Receive = %d, %v, wrote %d; want %d, nil", res.n, res.err, hw.n, size)
 			}
-			var got []byte
-			switch w := dst.(type) {
-			case *slowWriter:
-				got = w.buf.Bytes()
-			case *bytes.Buffer:
-				got = w.Bytes()
-			}
-			if !bytes.Equal(got, data) {
+			if !bytes.Equal(hw.sum(), want) {
 				t.Fatal("received data differs")
 			}
 		})
