@@ -72,6 +72,7 @@ func (m *MDNS) Find(ctx context.Context, channel int, out chan<- Candidate) erro
 	entries := make(chan *zeroconf.ServiceEntry, 16)
 	errc := make(chan error, 1)
 	go func() { errc <- zeroconf.Browse(ctx, serviceName(channel), mdnsDomain, entries) }()
+	var in <-chan *zeroconf.ServiceEntry = entries
 	for {
 		select {
 		case err := <-errc:
@@ -79,7 +80,13 @@ func (m *MDNS) Find(ctx context.Context, channel int, out chan<- Candidate) erro
 				return fmt.Errorf("mdns: browse: %w", err)
 			}
 			return nil
-		case e := <-entries:
+		case e, open := <-in:
+			if !open {
+				// Browse closes entries when ctx ends, before it returns:
+				// wait for its error instead of spinning on the closed channel.
+				in = nil
+				continue
+			}
 			ai, ok := parseEntry(e)
 			if !ok || ai.ID == m.Host.ID() {
 				continue

@@ -24,6 +24,7 @@ type Announcer struct {
 
 	mu       sync.Mutex
 	failures int
+	spent    bool // the guess budget ran out: authenticate no one any more
 	closed   bool
 }
 
@@ -54,6 +55,12 @@ func Announce(ctx context.Context, cfg Config) *Announcer {
 // Next waits for the next finder that proves it knows the code. It fails
 // with a *TooManyGuessesError once the guess budget is spent.
 func (a *Announcer) Next(ctx context.Context) (*Peer, error) {
+	select { // a spent budget wins over a finder that is already waiting
+	case err := <-a.fatal:
+		a.fatal <- err
+		return nil, err
+	default:
+	}
 	select {
 	case p := <-a.peers:
 		return p, nil
@@ -75,6 +82,13 @@ func (a *Announcer) Close() {
 }
 
 func (a *Announcer) handle(ctx context.Context, s network.Stream) {
+	a.mu.Lock()
+	spent := a.spent
+	a.mu.Unlock()
+	if spent {
+		s.Reset() // the guess budget is spent: even the right code is too late
+		return
+	}
 	select {
 	case a.sem <- struct{}{}:
 		defer func() { <-a.sem }()
@@ -127,6 +141,7 @@ func (a *Announcer) wrongCode(who string) {
 	budget := a.cfg.Code.GuessBudget()
 	a.cfg.Log.Infof("a peer (%s) tried a wrong code (%d of %d allowed)", who, a.failures, budget)
 	if a.failures >= budget {
+		a.spent = true
 		select {
 		case a.fatal <- &TooManyGuessesError{N: a.failures}:
 		default:

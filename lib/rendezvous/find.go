@@ -48,7 +48,8 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		err  error
 	}
 	results := make(chan result)
-	tried := map[peer.ID]bool{}
+	tried := map[peer.ID]bool{} // being tried, or failed authentication
+	seen := map[peer.ID]bool{}  // every candidate, for the NotFoundError
 	pending, methodsLeft, wrongCodes := 0, len(cfg.Methods), 0
 	start := time.Now()
 	conclude := func() error {
@@ -58,7 +59,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		case errors.Is(ctx.Err(), context.Canceled):
 			return ctx.Err()
 		}
-		return &NotFoundError{Candidates: len(tried), DHT: usesDHT}
+		return &NotFoundError{Candidates: len(seen), DHT: usesDHT}
 	}
 	for {
 		if methodsLeft == 0 && pending == 0 {
@@ -70,6 +71,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 				continue
 			}
 			tried[c.ID] = true
+			seen[c.ID] = true
 			pending++
 			cfg.Log.Debugf("%s: found candidate %s after %v", c.Source, node.ShortID(c.ID), since(start))
 			go func() {

@@ -1,0 +1,654 @@
+package rendezvous_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multistream"
+
+	"github.com/pcp-dev/pcp/internal/netns"
+	"github.com/pcp-dev/pcp/lib/auth"
+	"github.com/pcp-dev/pcp/lib/code"
+	"github.com/pcp-dev/pcp/lib/discovery"
+	"github.com/pcp-dev/pcp/lib/node"
+	"github.com/pcp-dev/pcp/lib/rendezvous"
+	"github.com/pcp-dev/pcp/lib/status"
+)
+
+func TestMain(m *testing.M) { os.Exit(netns.RunIsolated(m)) }
+
+// Each test uses its own channel word (the first word of its codes), so that
+// an mDNS announcement of one test can never be a candidate in another.
+
+// recorder collects status lines. The library logs from its own goroutines,
+// possibly after a test has returned, so it must not call t.Logf; the lines
+// are printed when the test fails instead.
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func newRecorder(t *testing.T, name string) (*recorder, status.Logger) {
+	r := &recorder{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range r.all() {
+				t.Logf("%s: %s", name, l)
+			}
+		}
+	})
+	return r, status.Logger{
+		Info:  func(f string, args ...any) { r.add("info: " + fmt.Sprintf(f, args...)) },
+		Debug: func(f string, args ...any) { r.add("debug: " + fmt.Sprintf(f, args...)) },
+	}
+}
+
+func (r *recorder) add(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, line)
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}
+
+// count returns how many lines contain substr.
+func (r *recorder) count(substr string) int {
+	n := 0
+	for _, l := range r.all() {
+		if strings.Contains(l, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls until a line containing substr was logged, or fails t.
+func (r *recorder) waitFor(t *testing.T, substr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for r.count(substr) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no status line containing %q within %v; lines: %q", substr, timeout, r.all())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func newHost(t *testing.T) host.Host {
+	t.Helper()
+	h, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func info(h host.Host) peer.AddrInfo { return peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()} }
+
+func parse(t *testing.T, s string) code.Code {
+	t.Helper()
+	c, err := code.Parse(s)
+	if err != nil {
+		t.Fatalf("parse %q: %v", s, err)
+	}
+	return c
+}
+
+func timeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// announce starts an announcer that t closes.
+func announce(t *testing.T, cfg rendezvous.Config) *rendezvous.Announcer {
+	a := rendezvous.Announce(t.Context(), cfg)
+	t.Cleanup(a.Close)
+	return a
+}
+
+type found struct {
+	peer    *rendezvous.Peer
+	err     error
+	elapsed time.Duration
+}
+
+// findAsync runs Find in a goroutine; the result arrives on the channel.
+func findAsync(ctx context.Context, cfg rendezvous.Config, want string) <-chan found {
+	out := make(chan found, 1)
+	go func() {
+		start := time.Now()
+		p, err := rendezvous.Find(ctx, cfg, want)
+		out <- found{p, err, time.Since(start)}
+	}()
+	return out
+}
+
+func await(t *testing.T, ch <-chan found, d time.Duration) found {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.peer != nil {
+			t.Cleanup(func() { r.peer.Stream.Reset() })
+		}
+		return r
+	case <-time.After(d):
+		t.Fatalf("Find did not return within %v", d)
+		return found{}
+	}
+}
+
+// next waits for the announcer's next authenticated finder.
+func next(t *testing.T, a *rendezvous.Announcer, d time.Duration) *rendezvous.Peer {
+	t.Helper()
+	p, err := a.Next(timeout(t, d))
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	t.Cleanup(func() { p.Stream.Reset() })
+	return p
+}
+
+// noPeer asserts that Next yields no finder within d.
+func noPeer(t *testing.T, a *rendezvous.Announcer, d time.Duration) {
+	t.Helper()
+	p, err := a.Next(timeout(t, d))
+	if p != nil {
+		p.Stream.Reset()
+		t.Fatalf("Next returned the finder %s, want none", p.ID)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next: %v, want the context's deadline", err)
+	}
+}
+
+// exchange writes msg on from and reads it on to.
+func exchange(t *testing.T, from, to network.Stream, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	from.SetWriteDeadline(deadline)
+	to.SetReadDeadline(deadline)
+	if _, err := io.WriteString(from, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(to, buf); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if string(buf) != msg {
+		t.Fatalf("read %q, want %q", buf, msg)
+	}
+}
+
+// The announcer and the finder meet over mDNS: the finder's Find waits for
+// the announcer's ACCEPT, and then the stream carries bytes both ways.
+func TestFindOverMDNS(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "abandon-velvet-tunnel-orbit")
+	ah, fh := newHost(t), newHost(t)
+	_, alog := newRecorder(t, "announcer")
+	_, flog := newRecorder(t, "finder")
+	a := announce(t, rendezvous.Config{Host: ah, Code: c, Methods: []discovery.Method{&discovery.MDNS{Host: ah, Log: alog}}, Log: alog})
+
+	res := findAsync(timeout(t, 15*time.Second), rendezvous.Config{
+		Host: fh, Code: c, Methods: []discovery.Method{&discovery.MDNS{Host: fh, Log: flog}}, Log: flog,
+	}, rendezvous.WantPipe)
+
+	ap := next(t, a, 10*time.Second)
+	if ap.ID != fh.ID() {
+		t.Fatalf("announcer got finder %s, want %s", ap.ID, fh.ID())
+	}
+	if ap.Want != rendezvous.WantPipe {
+		t.Fatalf("announcer got Want %q, want %q", ap.Want, rendezvous.WantPipe)
+	}
+	if ap.Source != "" {
+		t.Fatalf("announcer's peer has Source %q, want none", ap.Source)
+	}
+	// The finder has authenticated but waits for the answer to its request.
+	select {
+	case r := <-res:
+		t.Fatalf("Find returned before the announcer accepted: %+v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := ap.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	r := await(t, res, 5*time.Second)
+	if r.err != nil {
+		t.Fatalf("Find: %v", r.err)
+	}
+	fp := r.peer
+	if fp.ID != ah.ID() || fp.Source != "mdns" || fp.Want != rendezvous.WantPipe {
+		t.Fatalf("Find returned ID %s Source %q Want %q, want %s, mdns, %s", fp.ID, fp.Source, fp.Want, ah.ID(), rendezvous.WantPipe)
+	}
+	if fp.AuthTime <= 0 || ap.AuthTime <= 0 {
+		t.Fatalf("AuthTime finder %v, announcer %v: want both > 0", fp.AuthTime, ap.AuthTime)
+	}
+	if tr := fp.Transport(); tr != "tcp" {
+		t.Fatalf("finder's Transport() = %q, want tcp", tr)
+	}
+	addrs := fp.Addrs(fh)
+	if len(addrs) == 0 || !strings.HasSuffix(addrs[0].String(), "/p2p/"+ah.ID().String()) ||
+		addrs[0].String() != fp.Stream.Conn().RemoteMultiaddr().String()+"/p2p/"+ah.ID().String() {
+		t.Fatalf("finder's Addrs = %v, want the connection's address with /p2p/%s first", addrs, ah.ID())
+	}
+
+	exchange(t, fp.Stream, ap.Stream, "from the finder to the announcer")
+	exchange(t, ap.Stream, fp.Stream, "and back from the announcer")
+}
+
+// A finder given the announcer's address (--peer) needs no discovery.
+func TestFindStaticPeer(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "ability-hammer-ladder-forest")
+	ah, fh := newHost(t), newHost(t)
+	_, alog := newRecorder(t, "announcer")
+	_, flog := newRecorder(t, "finder")
+	a := announce(t, rendezvous.Config{Host: ah, Code: c, Log: alog})
+
+	res := findAsync(timeout(t, 10*time.Second), rendezvous.Config{
+		Host: fh, Code: c, Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}, Log: flog,
+	}, rendezvous.WantPipe)
+	ap := next(t, a, 5*time.Second)
+	if err := ap.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	r := await(t, res, 5*time.Second)
+	if r.err != nil {
+		t.Fatalf("Find: %v", r.err)
+	}
+	if r.peer.ID != ah.ID() || r.peer.Source != "peer" {
+		t.Fatalf("Find returned %s with Source %q, want %s with Source peer", r.peer.ID, r.peer.Source, ah.ID())
+	}
+	exchange(t, r.peer.Stream, ap.Stream, "static")
+}
+
+// A finder with a wrong code learns so at once, and the announcer counts
+// one wrong guess and yields no peer.
+func TestWrongCode(t *testing.T) {
+	netns.Require(t)
+	right := parse(t, "able-galaxy-puzzle-wrist")
+	wrong := parse(t, "able-galaxy-puzzle-zoo")
+	ah, fh := newHost(t), newHost(t)
+	arec, alog := newRecorder(t, "announcer")
+	_, flog := newRecorder(t, "finder")
+	a := announce(t, rendezvous.Config{Host: ah, Code: right, Methods: []discovery.Method{&discovery.MDNS{Host: ah, Log: alog}}, Log: alog})
+
+	res := findAsync(timeout(t, 20*time.Second), rendezvous.Config{
+		Host: fh, Code: wrong, Methods: []discovery.Method{&discovery.MDNS{Host: fh, Log: flog}}, Log: flog,
+	}, rendezvous.WantPipe)
+	r := await(t, res, 20*time.Second)
+	if !errors.Is(r.err, auth.ErrWrongCode) {
+		t.Fatalf("Find: %v (peer %v), want %v", r.err, r.peer, auth.ErrWrongCode)
+	}
+	// mDNS is still browsing; Find must not wait for its deadline.
+	if r.elapsed > 10*time.Second {
+		t.Fatalf("Find took %v to report the wrong code", r.elapsed)
+	}
+	arec.waitFor(t, "tried a wrong code (1 of 8589 allowed)", 3*time.Second)
+	noPeer(t, a, 500*time.Millisecond)
+}
+
+// A 3-word code allows 4 wrong guesses; after them the announcer gives up
+// for good, even for a finder that knows the code.
+func TestGuessBudget(t *testing.T) {
+	netns.Require(t)
+	right := parse(t, "about-orbit-tunnel")
+	if b := right.GuessBudget(); b != 4 {
+		t.Fatalf("GuessBudget() = %d, want 4", b)
+	}
+	wrongs := []string{"about-orbit-velvet", "about-hammer-tunnel", "about-zoo-zoo", "about-forest-ladder"}
+	ah := newHost(t)
+	arec, alog := newRecorder(t, "announcer")
+	a := announce(t, rendezvous.Config{Host: ah, Code: right, Log: alog})
+	static := []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}
+
+	for i, w := range wrongs {
+		fh := newHost(t)
+		_, flog := newRecorder(t, fmt.Sprintf("finder %d", i+1))
+		r := await(t, findAsync(timeout(t, 10*time.Second), rendezvous.Config{Host: fh, Code: parse(t, w), Methods: static, Log: flog}, rendezvous.WantPipe), 10*time.Second)
+		if !errors.Is(r.err, auth.ErrWrongCode) {
+			t.Fatalf("finder %d: %v, want %v", i+1, r.err, auth.ErrWrongCode)
+		}
+		arec.waitFor(t, fmt.Sprintf("(%d of 4 allowed)", i+1), 3*time.Second)
+		if i == len(wrongs)-2 {
+			noPeer(t, a, 200*time.Millisecond) // 3 wrong guesses: not yet fatal
+		}
+	}
+	_, err := a.Next(timeout(t, 5*time.Second))
+	var tooMany *rendezvous.TooManyGuessesError
+	if !errors.As(err, &tooMany) || tooMany.N != 4 {
+		t.Fatalf("Next after 4 wrong codes: %v, want a TooManyGuessesError with N=4", err)
+	}
+
+	// The right code comes too late.
+	fh := newHost(t)
+	_, flog := newRecorder(t, "finder 5")
+	r := await(t, findAsync(timeout(t, 15*time.Second), rendezvous.Config{Host: fh, Code: right, Methods: static, Log: flog}, rendezvous.WantPipe), 20*time.Second)
+	if r.err == nil {
+		t.Fatal("a finder with the right code got a peer after the guess budget was spent")
+	}
+	if r.elapsed > 5*time.Second {
+		t.Fatalf("the finder after the spent budget took %v to fail (%v): the announcer should refuse it at once", r.elapsed, r.err)
+	}
+	t.Logf("the finder after the spent budget: %v", r.err)
+	for i := range 20 {
+		p, err := a.Next(timeout(t, 2*time.Second))
+		if p != nil {
+			t.Fatalf("Next %d after the budget was spent returned the finder %s", i+1, p.ID)
+		}
+		if !errors.As(err, &tooMany) {
+			t.Fatalf("Next %d after the budget was spent: %v, want a TooManyGuessesError", i+1, err)
+		}
+	}
+	if n := arec.count("tried a wrong code"); n != 4 {
+		t.Fatalf("the announcer logged %d wrong codes, want 4", n)
+	}
+}
+
+// Two announcers share a channel; the finder tries both, skips the one with
+// another code while the right one is pending, and ends with the right one.
+func TestFinderSkipsWrongCandidate(t *testing.T) {
+	netns.Require(t)
+	right := parse(t, "above-velvet-puzzle-forest")
+	other := parse(t, "above-hammer-galaxy-wrist")
+	rh, oh, fh := newHost(t), newHost(t), newHost(t)
+	_, rlog := newRecorder(t, "right announcer")
+	orec, olog := newRecorder(t, "other announcer")
+	_, flog := newRecorder(t, "finder")
+	ra := announce(t, rendezvous.Config{Host: rh, Code: right, Log: rlog})
+	oa := announce(t, rendezvous.Config{Host: oh, Code: other, Log: olog})
+
+	res := findAsync(timeout(t, 15*time.Second), rendezvous.Config{
+		Host: fh, Code: right, Log: flog,
+		Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(oh), info(rh)}}},
+	}, rendezvous.WantPipe)
+
+	// The right announcer holds its answer until the other has failed the
+	// finder: Find must not give up with ErrWrongCode while one is pending.
+	rp := next(t, ra, 10*time.Second)
+	orec.waitFor(t, "tried a wrong code", 5*time.Second)
+	select {
+	case r := <-res:
+		t.Fatalf("Find returned while the right candidate was pending: %v", r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := rp.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	r := await(t, res, 5*time.Second)
+	if r.err != nil {
+		t.Fatalf("Find: %v", r.err)
+	}
+	if r.peer.ID != rh.ID() {
+		t.Fatalf("Find returned %s, want the right announcer %s", r.peer.ID, rh.ID())
+	}
+	noPeer(t, oa, 200*time.Millisecond)
+}
+
+// A candidate that does not speak pcp is skipped, not counted as a wrong
+// code: with nothing else to try, Find reports that no peer was found.
+func TestCandidateWithoutPcp(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "absent-orbit-zoo-ladder")
+	plain, fh := newHost(t), newHost(t)
+	_, flog := newRecorder(t, "finder")
+	r := await(t, findAsync(timeout(t, 20*time.Second), rendezvous.Config{
+		Host: fh, Code: c, Log: flog,
+		Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(plain)}}},
+	}, rendezvous.WantPipe), 20*time.Second)
+	if errors.Is(r.err, auth.ErrWrongCode) {
+		t.Fatalf("Find: %v; a peer without pcp must not count as a wrong code", r.err)
+	}
+	var nf *rendezvous.NotFoundError
+	if !errors.As(r.err, &nf) {
+		t.Fatalf("Find: %v, want a NotFoundError", r.err)
+	}
+	if nf.Candidates != 1 || nf.DHT || nf.Announcing {
+		t.Fatalf("NotFoundError %+v, want Candidates 1, no DHT, not announcing", *nf)
+	}
+	if !strings.Contains(nf.Error(), "1 candidates could not be reached or did not speak pcp") {
+		t.Fatalf("NotFoundError says %q", nf.Error())
+	}
+	if r.elapsed > 5*time.Second {
+		t.Fatalf("Find took %v; with the only candidate done it should end at once", r.elapsed)
+	}
+}
+
+// Nobody announces the code: Find ends at its deadline with a
+// NotFoundError, or with context.Canceled when it is cancelled.
+func TestFindTimeout(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "absorb-galaxy-hammer-tunnel")
+	fh := newHost(t)
+	_, flog := newRecorder(t, "finder")
+	cfg := rendezvous.Config{Host: fh, Code: c, Methods: []discovery.Method{&discovery.MDNS{Host: fh, Log: flog}}, Log: flog}
+
+	r := await(t, findAsync(timeout(t, time.Second), cfg, rendezvous.WantPipe), 10*time.Second)
+	var nf *rendezvous.NotFoundError
+	if !errors.As(r.err, &nf) {
+		t.Fatalf("Find: %v, want a NotFoundError", r.err)
+	}
+	if nf.Candidates != 0 || nf.DHT {
+		t.Fatalf("NotFoundError %+v, want no candidates and no DHT", *nf)
+	}
+	if r.elapsed < 900*time.Millisecond || r.elapsed > 5*time.Second {
+		t.Fatalf("Find with a 1 s deadline returned after %v", r.elapsed)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	res := findAsync(ctx, cfg, rendezvous.WantPipe)
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	start := time.Now()
+	r = await(t, res, 5*time.Second)
+	if !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("Find with a cancelled context: %v, want %v", r.err, context.Canceled)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Find returned %v after the cancellation", d)
+	}
+}
+
+// A finder that only wants to meet (pcp-find) is answered, and the announcer
+// goes on serving: a second finder gets its pipe, and a refusal reaches the
+// finder as a RejectedError.
+func TestRendezvousRequest(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "abstract-forest-orbit-velvet")
+	ah := newHost(t)
+	_, alog := newRecorder(t, "announcer")
+	a := announce(t, rendezvous.Config{Host: ah, Code: c, Log: alog})
+	static := []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}
+
+	for _, want := range []string{rendezvous.WantRendezvous, rendezvous.WantPipe} {
+		fh := newHost(t)
+		_, flog := newRecorder(t, "finder "+want)
+		res := findAsync(timeout(t, 10*time.Second), rendezvous.Config{Host: fh, Code: c, Methods: static, Log: flog}, want)
+		ap := next(t, a, 5*time.Second)
+		if ap.ID != fh.ID() || ap.Want != want {
+			t.Fatalf("Next returned %s wanting %q, want %s wanting %q", ap.ID, ap.Want, fh.ID(), want)
+		}
+		if err := ap.Accept(); err != nil {
+			t.Fatal(err)
+		}
+		r := await(t, res, 5*time.Second)
+		if r.err != nil {
+			t.Fatalf("Find (%s): %v", want, r.err)
+		}
+		if r.peer.ID != ah.ID() || r.peer.Want != want {
+			t.Fatalf("Find (%s) returned %s with Want %q", want, r.peer.ID, r.peer.Want)
+		}
+		exchange(t, ap.Stream, r.peer.Stream, "hello "+want)
+	}
+
+	fh := newHost(t)
+	_, flog := newRecorder(t, "rejected finder")
+	res := findAsync(timeout(t, 10*time.Second), rendezvous.Config{Host: fh, Code: c, Methods: static, Log: flog}, "teleport")
+	ap := next(t, a, 5*time.Second)
+	if ap.Want != "teleport" {
+		t.Fatalf("Next returned Want %q, want teleport", ap.Want)
+	}
+	ap.Reject("no teleports here")
+	r := await(t, res, 5*time.Second)
+	var rejected *rendezvous.RejectedError
+	if !errors.As(r.err, &rejected) || rejected.Reason != "no teleports here" {
+		t.Fatalf("Find after a refusal: %v, want a RejectedError with the reason", r.err)
+	}
+}
+
+// At most MaxPendingAuth unauthenticated streams are served at once; the
+// others are reset at once. Once the idle ones are gone, finders get through.
+func TestAnnouncerLimitsPendingAuth(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "absurd-zoo-puzzle-hammer")
+	ah, plain := newHost(t), newHost(t)
+	_, alog := newRecorder(t, "announcer")
+	a := announce(t, rendezvous.Config{Host: ah, Code: c, Log: alog})
+
+	ctx := timeout(t, 30*time.Second)
+	if err := plain.Connect(ctx, info(ah)); err != nil {
+		t.Fatal(err)
+	}
+	const n = rendezvous.MaxPendingAuth + 3
+	var streams []network.Stream
+	resets := 0
+	for i := range n {
+		s, err := plain.Network().NewStream(ctx, ah.ID())
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		t.Cleanup(func() { s.Reset() })
+		// Negotiate the protocol, then stay silent. The announcer may
+		// reset the stream before its protocol ack has been read.
+		err = multistream.SelectProtoOrFail(rendezvous.Protocol, s)
+		switch {
+		case errors.Is(err, network.ErrReset):
+			resets++
+		case err != nil:
+			t.Fatalf("stream %d: select %s: %v", i, rendezvous.Protocol, err)
+		default:
+			streams = append(streams, s)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	var idle []network.Stream
+	for i, s := range streams {
+		s.SetReadDeadline(deadline)
+		_, err := s.Read(make([]byte, 1))
+		var ne net.Error
+		switch {
+		case errors.Is(err, network.ErrReset):
+			resets++
+		case errors.As(err, &ne) && ne.Timeout():
+			idle = append(idle, s)
+		default:
+			t.Fatalf("stream %d: read: %v, want a reset or the read deadline", i, err)
+		}
+	}
+	if resets != n-rendezvous.MaxPendingAuth {
+		t.Fatalf("%d of %d silent streams were reset, want %d", resets, n, n-rendezvous.MaxPendingAuth)
+	}
+	for _, s := range idle {
+		s.Reset()
+	}
+
+	// The announcer notices the resets asynchronously: give a finder a few
+	// tries to find a free slot.
+	fh := newHost(t)
+	_, flog := newRecorder(t, "finder")
+	cfg := rendezvous.Config{Host: fh, Code: c, Log: flog, Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}}
+	accepted := make(chan error, 1)
+	go func() {
+		p, err := a.Next(ctx)
+		if err == nil {
+			err = p.Accept()
+		}
+		accepted <- err
+	}()
+	var r found
+	for try := range 5 {
+		r = await(t, findAsync(timeout(t, 5*time.Second), cfg, rendezvous.WantPipe), 6*time.Second)
+		if r.err == nil {
+			break
+		}
+		t.Logf("try %d: %v", try+1, r.err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r.err != nil {
+		t.Fatalf("Find after the silent streams were closed: %v", r.err)
+	}
+	if err := <-accepted; err != nil {
+		t.Fatalf("announcer: %v", err)
+	}
+}
+
+// Announcer and finder meet through a private DHT of three in-process
+// servers, with no other discovery.
+func TestFindThroughPrivateDHT(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "abuse-ladder-velvet-galaxy")
+	_, dlog := newRecorder(t, "dht servers")
+	var servers []peer.AddrInfo
+	for range 3 {
+		h := newHost(t)
+		var boot []peer.AddrInfo
+		if len(servers) > 0 {
+			boot = servers[:1]
+		}
+		d, err := discovery.StartDHT(t.Context(), h, true, boot, dlog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		servers = append(servers, info(h))
+	}
+	client := func(name string) (host.Host, *discovery.DHT, status.Logger) {
+		h := newHost(t)
+		_, log := newRecorder(t, name)
+		d, err := discovery.StartDHT(t.Context(), h, false, servers, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return h, d, log
+	}
+	ah, ad, alog := client("announcer")
+	fh, fd, flog := client("finder")
+
+	start := time.Now()
+	a := announce(t, rendezvous.Config{Host: ah, Code: c, Methods: []discovery.Method{ad}, Log: alog})
+	res := findAsync(timeout(t, 20*time.Second), rendezvous.Config{Host: fh, Code: c, Methods: []discovery.Method{fd}, Log: flog}, rendezvous.WantPipe)
+	ap := next(t, a, 20*time.Second)
+	if err := ap.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	r := await(t, res, 5*time.Second)
+	if r.err != nil {
+		t.Fatalf("Find: %v", r.err)
+	}
+	if r.peer.ID != ah.ID() || r.peer.Source != "dht" {
+		t.Fatalf("Find returned %s with Source %q, want %s with Source dht", r.peer.ID, r.peer.Source, ah.ID())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("meeting through the DHT took %v", d)
+	}
+	t.Logf("met through the DHT in %v", time.Since(start).Round(time.Millisecond))
+	exchange(t, r.peer.Stream, ap.Stream, "through the dht")
+}
