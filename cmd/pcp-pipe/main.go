@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/pcp-dev/pcp/lib/cli"
-	"github.com/pcp-dev/pcp/lib/code"
 	"github.com/pcp-dev/pcp/lib/pipe"
-	"github.com/pcp-dev/pcp/lib/session"
 )
 
 const usage = `Usage: pcp-pipe send [OPTIONS]        stream stdin to the peer; prints the code on stderr
@@ -49,23 +47,12 @@ func send(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("send takes no arguments (the data comes on stdin)")
 	}
-	c, given, err := f.ReadCode(nil)
-	if err != nil {
-		return err
-	}
 	log := f.Logger("pcp-pipe", os.Stderr)
-	cfg, err := f.Session(log)
+	c, err := f.AnnounceCode("pcp-pipe", "pcp-pipe recv", os.Stderr)
 	if err != nil {
 		return err
 	}
-	if !given {
-		if c, err = code.Generate(f.Words, nil); err != nil {
-			return &cli.UsageError{Err: err}
-		}
-		// The code is the one line a user must see, even with -q.
-		fmt.Fprintf(os.Stderr, "pcp-pipe: code: %s\npcp-pipe: on the other side: pcp-pipe recv %s\n", c, c)
-	}
-	s, err := session.Start(ctx, cfg)
+	s, err := f.Start(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -89,19 +76,11 @@ func recv(ctx context.Context, args []string) error {
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	c, given, err := f.ReadCode(fs.Args())
+	c, err := f.FindCode(fs.Args())
 	if err != nil {
 		return err
 	}
-	if !given {
-		return cli.Usagef("missing CODE (the argument, --code, PCP_CODE or --code-file)")
-	}
-	log := f.Logger("pcp-pipe", os.Stderr)
-	cfg, err := f.Session(log)
-	if err != nil {
-		return err
-	}
-	s, err := session.Start(ctx, cfg)
+	s, err := f.Start(ctx, f.Logger("pcp-pipe", os.Stderr))
 	if err != nil {
 		return err
 	}
@@ -112,6 +91,6 @@ func recv(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("received %s in %v; digest verified", cli.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
+	f.Logger("pcp-pipe", os.Stderr).Infof("received %s in %v; digest verified", cli.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
 	return nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -202,4 +203,39 @@ func (f *Flags) Logger(prog string, w io.Writer) status.Logger {
 		l.Info, l.Debug = print, print
 	}
 	return l
+}
+
+// AnnounceCode returns the code for a command that announces: the one given
+// (a CODE argument is not accepted), or a new one of --words words, printed
+// on w with the command the peer should run (printed even with -q: the peer
+// needs it).
+func (f *Flags) AnnounceCode(prog, peerCommand string, w io.Writer) (code.Code, error) {
+	c, given, err := f.ReadCode(nil)
+	if err != nil || given {
+		return c, err
+	}
+	if c, err = code.Generate(f.Words, nil); err != nil {
+		return c, &UsageError{Err: err}
+	}
+	fmt.Fprintf(w, "%s: code: %s\n%s: on the other side: %s %s\n", prog, c, prog, peerCommand, c)
+	return c, nil
+}
+
+// FindCode returns the code for a command that finds: from args, --code,
+// --code-file or PCP_CODE; none is a usage error.
+func (f *Flags) FindCode(args []string) (code.Code, error) {
+	c, given, err := f.ReadCode(args)
+	if err == nil && !given {
+		err = Usagef("missing CODE (the argument, --code, --code-file or PCP_CODE)")
+	}
+	return c, err
+}
+
+// Start starts a session configured by the flags.
+func (f *Flags) Start(ctx context.Context, log status.Logger) (*session.Session, error) {
+	cfg, err := f.Session(log)
+	if err != nil {
+		return nil, err
+	}
+	return session.Start(ctx, cfg)
 }
