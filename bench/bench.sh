@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# bench/bench.sh: pcp's benchmark, run by `make bench` (PCP_BIN=bin/).
+#
+# It measures, on loopback:
+#   1. raw TCP throughput: 1 GiB through one plain TCP connection (bench/tcpcopy);
+#   2. pcp-pipe throughput: the same 1 GiB through pcp-pipe send/recv found by
+#      mDNS, the data phase (the receiver's own figure) and the wall time
+#      including discovery and authentication; the ratio to raw TCP; and a
+#      64 MiB transfer whose output is checked with sha256sum;
+#   3. the rendezvous time through a private DHT of 3 `pcp node` processes;
+#   4. the receiver's peak RSS for the 64 MiB and the 1 GiB transfers.
+#
+# Everything runs inside a private network namespace made for this script
+# (it re-executes itself under `unshare --net`), with only loopback up, so
+# no pcp command and no socket ever touches the machine's own network. Every
+# command runs under `timeout`, background processes are stopped on exit,
+# and the scratch files live in a temporary directory removed on exit.
+#
+# Environment: PCP_BIN (the directory of pcp and pcp-pipe; default bin/),
+# BENCH_RUNS (1 GiB runs of raw TCP and of pcp-pipe, default 3),
+# BENCH_DHT_RUNS (rendezvous runs, default 5).
+#
+# Exit status: 0 when every step worked, whether or not the figures meet
+# their targets (a missed target is marked BELOW TARGET); 1 when a step failed.
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname -- "$here")
+export PCP_BIN=${PCP_BIN:-$repo/bin}
+
+# --- into a private network namespace --------------------------------------
+# The marker alone is not trusted: the namespace must also differ from the
+# one the script was started in.
+own_ns=$(readlink /proc/self/ns/net)
+if [[ ${PCP_BENCH_NETNS:-} != 1 || -z ${PCP_BENCH_OUTER_NS:-} || $own_ns == "$PCP_BENCH_OUTER_NS" ]]; then
+	for tool in unshare ip timeout sha256sum go awk; do
+		command -v "$tool" >/dev/null || { echo "bench: FAILED: '$tool' is needed" >&2; exit 1; }
+	done
+	# --kill-child: if unshare dies, the script inside gets SIGTERM and
+	# cleans up. If the namespace cannot be made, unshare fails and so does
+	# the benchmark: nothing runs outside.
+	exec env PCP_BENCH_NETNS=1 PCP_BENCH_OUTER_NS="$own_ns" \
+		unshare --net --kill-child=SIGTERM -- bash "$here/bench.sh" "$@"
+fi
+
+fail() {
+	echo "bench: FAILED: $*" >&2
+	exit 1
+}
+
+# show FILE: the end of a log, indented, on stderr.
+show() {
+	echo "  --- $(basename -- "$1") (last lines) ---" >&2
+	tail -n 25 -- "$1" 2>/dev/null | sed 's/^/  | /' >&2 || true
+}
+
+for step in "link set lo up" "link set lo multicast on" "route add 224.0.0.0/4 dev lo"; do
+	# shellcheck disable=SC2086 # the steps are words on purpose
+	timeout 10 ip $step || fail "ip $step"
+done
+
+# --- processes and scratch files -------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pcp-bench.XXXXXX")
+declare -A live=() # background processes (each a `timeout`) not yet reaped
+
+cleanup() {
+	local p
+	trap - EXIT INT TERM HUP
+	for p in "${!live[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${!live[@]}"; do
+		# Each is a `timeout -k 5`: it kills its command at most 5 s after TERM.
+		timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+	done
+	rm -rf -- "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# spawn SECONDS STDIN STDOUT STDERR CMD [ARG...]: start CMD in the background
+# under `timeout`; its pid (the timeout's) is left in $spawned.
+spawn() {
+	local secs=$1 in=$2 out=$3 err=$4
+	shift 4
+	timeout -k 5 "$secs" "$@" <"$in" >"$out" 2>"$err" &
+	spawned=$!
+	live[$spawned]=1
+}
+
+# reap PID: wait for a spawned process (bounded by its timeout) and return
+# its exit status (124: it timed out).
+reap() {
+	local rc=0
+	wait "$1" || rc=$?
+	unset "live[$1]"
+	return "$rc"
+}
+
+# wait_for FILE REGEX SECONDS [PID]: wait until a line of FILE matches REGEX;
+# fail after SECONDS, or as soon as PID has ended.
+wait_for() {
+	local deadline
+	deadline=$(awk -v t="$EPOCHREALTIME" -v s="$3" 'BEGIN { printf "%.3f", t + s }')
+	until grep -qE -- "$2" "$1" 2>/dev/null; do
+		if [[ -n ${4:-} ]] && ! kill -0 "$4" 2>/dev/null; then
+			return 1
+		fi
+		if awk -v t="$EPOCHREALTIME" -v d="$deadline" 'BEGIN { exit !(t > d) }'; then
+			return 1
+		fi
+		sleep 0.02
+	done
+}
+
+# calc EXPR [VAR=VALUE...]: evaluate an awk expression, e.g. calc 'b/s/1e6' b=1 s=2.
+calc() {
+	local expr=$1
+	shift
+	local args=()
+	for a in "$@"; do args+=(-v "$a"); done
+	awk "${args[@]}" "BEGIN { print $expr }"
+}
+
+# median NUMBER...
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# seconds GODURATION...: Go durations ("1.234s", "259ms") in seconds.
+seconds() {
+	timeout 10 "$tcpcopy" dur "$@"
+}
+
+# runfield FILE NAME: a field of a `tcpcopy run` report.
+runfield() {
+	sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" "$1"
+}
+
+# cpu FILE: user + system CPU seconds from a `tcpcopy run` report.
+cpu() {
+	calc 'u + s' u="$(runfield "$1" user_s)" s="$(runfield "$1" sys_s)"
+}
+
+# below TARGET-MET: " BELOW TARGET" unless the awk condition holds.
+below() {
+	if awk "BEGIN { exit !($1) }"; then echo ""; else echo "   BELOW TARGET"; fi
+}
+
+big=$((1 << 30))
+small=$((64 << 20))
+runs=${BENCH_RUNS:-3}
+dht_runs=${BENCH_DHT_RUNS:-5}
+[[ $runs =~ ^[1-9][0-9]*$ && $dht_runs =~ ^[1-9][0-9]*$ ]] || fail "BENCH_RUNS and BENCH_DHT_RUNS must be positive integers"
+pipe_bin=$PCP_BIN/pcp-pipe
+pcp_bin=$PCP_BIN/pcp
+[[ -x $pipe_bin && -x $pcp_bin ]] || fail "no pcp-pipe and pcp in $PCP_BIN (run make build)"
+unset PCP_BOOTSTRAP PCP_CODE PCP_DISCOVERY PCP_TIMEOUT
+
+# Codes: BIP39 words; each transfer gets its own first word, hence its own
+# channel, so that no run can meet a previous run's peer or record (after
+# 30 transfers the words come round again).
+words=(abandon ability able about above absent absorb abstract absurd abuse
+	access accident account accuse achieve acid acoustic acquire across act
+	action actor actress actual adapt add addict address adjust admit)
+next_word=0
+new_code() {
+	code="${words[next_word]}-ability-able-about"
+	next_word=$((next_word + 1))
+	((next_word < ${#words[@]})) || next_word=0
+}
+
+bench_start=$EPOCHREALTIME
+echo "pcp benchmark: $(nproc) CPUs (load average $(cut -d ' ' -f 1-3 /proc/loadavg)), $(uname -sr), $(go version | awk '{ print $3 }'), commands from $PCP_BIN"
+echo "private network namespace $(readlink /proc/self/ns/net) (outer $PCP_BENCH_OUTER_NS), loopback only"
+
+tcpcopy=$tmp/tcpcopy
+(cd "$repo" && timeout 300 go build -o "$tcpcopy" ./bench/tcpcopy) || fail "go build ./bench/tcpcopy"
+
+# --- source data -----------------------------------------------------------
+timeout 120 head -c "$big" /dev/urandom >"$tmp/in-1g" || fail "making 1 GiB of random data"
+timeout 60 head -c "$small" "$tmp/in-1g" >"$tmp/in-64m" || fail "making the 64 MiB input"
+[[ $(stat -c %s "$tmp/in-1g") == "$big" ]] || fail "the 1 GiB input has the wrong size"
+printf '%s\n' x >"$tmp/tiny"
+echo "inputs: 1 GiB and 64 MiB of random bytes in $tmp (read with < redirection, page cache warm)"
+echo
+
+# --- 1. raw TCP ------------------------------------------------------------
+echo "== raw TCP: 1 GiB over one TCP connection on 127.0.0.1, 256 KiB buffers, $runs runs"
+tcp_rates=()
+for ((i = 1; i <= runs; i++)); do
+	port=$((40000 + i))
+	spawn 60 /dev/null /dev/null "$tmp/tcp$i.recv.err" "$tcpcopy" run -o "$tmp/tcp$i.recv.run" -- "$tcpcopy" recv "127.0.0.1:$port"
+	r=$spawned
+	spawn 60 "$tmp/in-1g" /dev/null "$tmp/tcp$i.send.err" "$tcpcopy" run -o "$tmp/tcp$i.send.run" -- "$tcpcopy" send "127.0.0.1:$port"
+	s=$spawned
+	rc=0
+	reap "$s" || rc=$?
+	((rc == 0)) || { show "$tmp/tcp$i.send.err"; fail "raw TCP run $i: tcpcopy send exited $rc"; }
+	reap "$r" || rc=$?
+	((rc == 0)) || { show "$tmp/tcp$i.recv.err"; fail "raw TCP run $i: tcpcopy recv exited $rc"; }
+	read -r bytes secs < <(sed -n 's/^tcpcopy: received \([0-9]*\) bytes in \([0-9.]*\) s$/\1 \2/p' "$tmp/tcp$i.recv.err") ||
+		{ show "$tmp/tcp$i.recv.err"; fail "raw TCP run $i: no result line"; }
+	[[ $bytes == "$big" ]] || fail "raw TCP run $i: received $bytes bytes, want $big"
+	rate=$(calc 'b / s / 1e6' b="$bytes" s="$secs")
+	tcp_rates+=("$rate")
+	printf '  raw tcp run %d        %.3f s   %6.0f MB/s   %.2f GB/s | CPU send %.2f s, recv %.2f s\n' "$i" "$secs" "$rate" "$(calc 'r / 1000' r="$rate")" \
+		"$(cpu "$tmp/tcp$i.send.run")" "$(cpu "$tmp/tcp$i.recv.run")"
+done
+tcp_rate=$(median "${tcp_rates[@]}")
+printf 'raw tcp:               %.0f MB/s   %.2f GB/s   (median of %d)\n' "$tcp_rate" "$(calc 'r / 1000' r="$tcp_rate")" "$runs"
+echo
+
+# --- 2. pcp-pipe -----------------------------------------------------------
+# pipe_run TAG INPUT OUTPUT BYTES: one pcp-pipe transfer found by mDNS. Both
+# commands run under `tcpcopy run` for their peak RSS and CPU time. Sets:
+# p_data (data phase, s), p_wall (both commands, from start to the last
+# exit, s), p_found (receiver: host start + discovery and authentication,
+# s), p_transport, p_rss_mb (receiver), p_cpu_send, p_cpu_recv (user + sys, s).
+pipe_run() {
+	local tag=$1 input=$2 output=$3 want=$4 s r rc t0 t1 line size dur host found
+	new_code
+	t0=$EPOCHREALTIME
+	spawn 180 "$input" /dev/null "$tmp/$tag.send.err" "$tcpcopy" run -o "$tmp/$tag.send.run" -- \
+		"$pipe_bin" send --discovery mdns --timeout 60s --code "$code" -v
+	s=$spawned
+	spawn 180 /dev/null "$output" "$tmp/$tag.recv.err" "$tcpcopy" run -o "$tmp/$tag.recv.run" -- \
+		"$pipe_bin" recv --discovery mdns --timeout 60s -v "$code"
+	r=$spawned
+	rc=0
+	reap "$r" || rc=$?
+	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: pcp-pipe recv exited $rc"; }
+	reap "$s" || rc=$?
+	t1=$EPOCHREALTIME
+	((rc == 0)) || { show "$tmp/$tag.send.err"; show "$tmp/$tag.recv.err"; fail "$tag: pcp-pipe send exited $rc"; }
+
+	line=$(sed -n 's/^pcp-pipe: received \(.*\) in \([^;]*\); digest verified$/\1|\2/p' "$tmp/$tag.recv.err")
+	[[ -n $line ]] || { show "$tmp/$tag.recv.err"; fail "$tag: no 'received … digest verified' line"; }
+	size=${line%%|*} dur=${line#*|}
+	[[ $size == "$(awk -v b="$want" 'BEGIN { if (b >= 2^30) printf "%.1f GiB", b / 2^30; else printf "%.1f MiB", b / 2^20 }')" ]] ||
+		fail "$tag: the receiver got $size, want $want bytes"
+	grep -q "^pcp-pipe: sent $size in .*; the receiver confirmed it$" "$tmp/$tag.send.err" ||
+		{ show "$tmp/$tag.send.err"; fail "$tag: no 'sent … confirmed' line from the sender"; }
+	p_transport=$(sed -n 's/^pcp-pipe: peer .* authenticated; receiving over \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
+	host=$(sed -n 's/^pcp-pipe: host .* started in \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
+	found=$(sed -n 's/^pcp-pipe: [a-z]*: authenticated .* (\(.*\) after start)$/\1/p' "$tmp/$tag.recv.err")
+	p_data=$(seconds "$dur") || fail "$tag: cannot read the duration '$dur'"
+	p_found=$(calc 'h + f' h="$(seconds "${host:-0s}")" f="$(seconds "${found:-0s}")")
+	p_wall=$(calc 't1 - t0' t1="$t1" t0="$t0")
+	p_rss_mb=$(calc 'k * 1024 / 1e6' k="$(runfield "$tmp/$tag.recv.run" maxrss_kb)")
+	p_cpu_send=$(cpu "$tmp/$tag.send.run")
+	p_cpu_recv=$(cpu "$tmp/$tag.recv.run")
+}
+
+echo "== pcp-pipe: 1 GiB, send --discovery mdns --code CODE < input, recv CODE > /dev/null, $runs runs"
+data_rates=() wall_rates=() rss_big=()
+transport=
+for ((i = 1; i <= runs; i++)); do
+	pipe_run "pipe$i" "$tmp/in-1g" /dev/null "$big"
+	data_rates+=("$(calc 'b / d / 1e6' b="$big" d="$p_data")")
+	wall_rates+=("$(calc 'b / w / 1e6' b="$big" w="$p_wall")")
+	rss_big+=("$p_rss_mb")
+	case ",$transport," in
+	*",$p_transport,"*) ;;
+	,,) transport=$p_transport ;;
+	*) transport="$transport,$p_transport" ;;
+	esac
+	printf '  pcp-pipe run %d       data %.3f s   %6.0f MB/s   %.2f GB/s | wall %.3f s   %6.0f MB/s | found in %.3f s | over %s | recv RSS %.0f MB | CPU send %.2f s, recv %.2f s\n' \
+		"$i" "$p_data" "${data_rates[-1]}" "$(calc 'r / 1000' r="${data_rates[-1]}")" \
+		"$p_wall" "${wall_rates[-1]}" "$p_found" "$p_transport" "$p_rss_mb" "$p_cpu_send" "$p_cpu_recv"
+done
+data_rate=$(median "${data_rates[@]}")
+wall_rate=$(median "${wall_rates[@]}")
+ratio=$(calc 'p / t' p="$data_rate" t="$tcp_rate")
+wall_ratio=$(calc 'p / t' p="$wall_rate" t="$tcp_rate")
+rss_big_max=$(printf '%s\n' "${rss_big[@]}" | sort -g | tail -n 1)
+printf 'pcp-pipe data phase:   %.0f MB/s   %.2f GB/s   (median of %d)\n' "$data_rate" "$(calc 'r / 1000' r="$data_rate")" "$runs"
+printf 'pcp-pipe wall:         %.0f MB/s   %.2f GB/s   (median of %d; includes start, discovery, authentication)\n' \
+	"$wall_rate" "$(calc 'r / 1000' r="$wall_rate")" "$runs"
+echo "pcp-pipe transport:    $transport"
+printf 'ratio pcp-pipe / raw:  %.2f data phase, %.2f wall   (target >= 0.30)%s\n' "$ratio" "$wall_ratio" "$(below "$ratio >= 0.30")"
+echo
+
+echo "== pcp-pipe: 64 MiB into a file, checked with sha256sum"
+pipe_run pipe64 "$tmp/in-64m" "$tmp/out-64m" "$small"
+rss_small=$p_rss_mb
+sum_in=$(timeout 60 sha256sum <"$tmp/in-64m" | awk '{ print $1 }')
+sum_out=$(timeout 60 sha256sum <"$tmp/out-64m" | awk '{ print $1 }')
+[[ -n $sum_in && $sum_in == "$sum_out" ]] || fail "64 MiB: the output differs from the input (sha256 $sum_out, want $sum_in)"
+rm -f -- "$tmp/out-64m"
+printf '  pcp-pipe 64 MiB       data %.3f s   %6.0f MB/s | wall %.3f s | over %s | recv RSS %.0f MB\n' \
+	"$p_data" "$(calc 'b / d / 1e6' b="$small" d="$p_data")" "$p_wall" "$p_transport" "$p_rss_mb"
+echo "integrity:             sha256 of the 64 MiB output matches the input (${sum_in:0:16}…)"
+echo
+
+# --- 3. rendezvous through a private DHT -----------------------------------
+echo "== rendezvous: 3 pcp nodes on 127.0.0.1, send and recv --discovery dht --bootstrap ALL3, $dht_runs runs"
+nodes=()
+for ((n = 1; n <= 3; n++)); do
+	args=(node --listen /ip4/127.0.0.1/tcp/0)
+	((n == 1)) || args+=(--bootstrap "${nodes[0]}")
+	spawn 600 /dev/null "$tmp/node$n.out" "$tmp/node$n.err" "$pcp_bin" "${args[@]}"
+	wait_for "$tmp/node$n.out" '^/ip4/127\.0\.0\.1/tcp/[0-9]+/p2p/' 15 "$spawned" ||
+		{ show "$tmp/node$n.err"; fail "pcp node $n printed no multiaddr within 15 s"; }
+	nodes+=("$(head -n 1 "$tmp/node$n.out")")
+done
+bootstrap=$(IFS=,; echo "${nodes[*]}")
+echo "  nodes: ${nodes[*]}"
+
+rendezvous=()
+for ((i = 1; i <= dht_runs; i++)); do
+	tag=dht$i
+	new_code
+	spawn 90 "$tmp/tiny" /dev/null "$tmp/$tag.send.err" "$pipe_bin" send --discovery dht --bootstrap "$bootstrap" --timeout 60s --code "$code" -v
+	s=$spawned
+	# The receiver starts once the sender's record is in the DHT, as when a
+	# person types the code the sender shows.
+	wait_for "$tmp/$tag.send.err" 'dht: announced channel' 30 "$s" ||
+		{ show "$tmp/$tag.send.err"; fail "$tag: the sender did not announce within 30 s"; }
+	spawn 60 /dev/null "$tmp/$tag.recv.out" "$tmp/$tag.recv.err" "$tcpcopy" run -o "$tmp/$tag.recv.run" -- \
+		"$pipe_bin" recv --discovery dht --bootstrap "$bootstrap" --timeout 30s -v "$code"
+	r=$spawned
+	rc=0
+	reap "$r" || rc=$?
+	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: pcp-pipe recv exited $rc"; }
+	reap "$s" || rc=$?
+	((rc == 0)) || { show "$tmp/$tag.send.err"; fail "$tag: pcp-pipe send exited $rc"; }
+	cmp -s "$tmp/tiny" "$tmp/$tag.recv.out" || fail "$tag: the receiver wrote something else than the input"
+	host=$(sed -n 's/^pcp-pipe: host .* started in \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
+	found=$(sed -n 's/^pcp-pipe: dht: authenticated .* (\(.*\) after start)$/\1/p' "$tmp/$tag.recv.err")
+	[[ -n $host && -n $found ]] || { show "$tmp/$tag.recv.err"; fail "$tag: no 'host … started' or 'dht: authenticated' line"; }
+	read -r host_s found_s < <(seconds "$host" "$found" | paste -sd ' ') || fail "$tag: cannot read '$host' '$found'"
+	total=$(calc 'h + f' h="$host_s" f="$found_s")
+	rendezvous+=("$total")
+	printf '  rendezvous run %d     %.3f s  (host started in %.3f s + found and authenticated %.3f s later) | recv wall %.3f s\n' \
+		"$i" "$total" "$host_s" "$found_s" "$(runfield "$tmp/$tag.recv.run" wall_s)"
+done
+rendezvous_median=$(median "${rendezvous[@]}")
+printf 'rendezvous:            median %.3f s over %d (receiver start to authenticated peer; target < 1 s)%s\n' \
+	"$rendezvous_median" "$dht_runs" "$(below "$rendezvous_median < 1")"
+echo
+
+# --- 4. peak RSS -----------------------------------------------------------
+printf 'recv peak RSS:         64 MiB: %.0f MB%s   1 GiB: %.0f MB (max of %d)%s   (target < 100 MB)\n' \
+	"$rss_small" "$(below "$rss_small < 100")" "$rss_big_max" "$runs" "$(below "$rss_big_max < 100")"
+echo
+
+# --- summary ---------------------------------------------------------------
+echo "== summary ($(calc 'int(t1 - t0 + 0.5)' t1="$EPOCHREALTIME" t0="$bench_start") s)"
+printf '  raw tcp         %.2f GB/s\n' "$(calc 'r / 1000' r="$tcp_rate")"
+printf '  pcp-pipe        %.2f GB/s (data phase), %.2f GB/s wall   ratio %.2f%s   transport %s\n' \
+	"$(calc 'r / 1000' r="$data_rate")" "$(calc 'r / 1000' r="$wall_rate")" "$ratio" "$(below "$ratio >= 0.30")" "$transport"
+printf '  rendezvous      median %.2f s over %d (dht, 3 nodes)%s\n' "$rendezvous_median" "$dht_runs" "$(below "$rendezvous_median < 1")"
+printf '  recv peak RSS   64 MiB: %.0f MB%s   1 GiB: %.0f MB%s\n' \
+	"$rss_small" "$(below "$rss_small < 100")" "$rss_big_max" "$(below "$rss_big_max < 100")"
