@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"hash"
 	"io"
@@ -21,7 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/zeebo/blake3"
+	"github.com/zeebo/xxh3"
 
 	"github.com/pcp-dev/pcp/internal/netns"
 	"github.com/pcp-dev/pcp/lib/frame"
@@ -152,9 +153,28 @@ func streamSum(t testing.TB, seed byte, n int64) []byte {
 	return w.sum()
 }
 
+// digestOf is the END frame's digest of data, computed with xxh3's one-shot
+// function rather than the pipe's streaming one.
+func digestOf(data []byte) []byte {
+	sum := xxh3.Hash128(data).Bytes()
+	return sum[:]
+}
+
+// The digest on the wire is XXH3-128 in its canonical big-endian form.
+func TestDigestKnownAnswer(t *testing.T) {
+	d := newDigest()
+	if got, want := hex.EncodeToString(d.Sum(nil)), "99aa06d3014798d86001c324468d497f"; got != want {
+		t.Fatalf("XXH3-128 of nothing = %s, want %s", got, want)
+	}
+	d.Write([]byte("pcp"))
+	if got, want := d.Sum(nil), digestOf([]byte("pcp")); !bytes.Equal(got, want) {
+		t.Fatalf("streaming digest %x differs from one-shot %x", got, want)
+	}
+}
+
 // endPayload is the payload of an END frame.
 func endPayload(count uint64, data []byte) []byte {
-	sum := blake3.Sum256(data)
+	sum := digestOf(data)
 	return append(binary.BigEndian.AppendUint64(nil, count), sum[:]...)
 }
 
@@ -1120,7 +1140,7 @@ func TestHeaderValidation(t *testing.T) {
 
 // transferOf recognises a complete, valid transfer in raw sender bytes, the
 // way the protocol defines one: optional heartbeats, a valid HEADER, DATA
-// frames and heartbeats, and an END whose count and BLAKE3 digest match the
+// frames and heartbeats, and an END whose count and XXH3-128 digest match the
 // DATA payloads. It returns the data and whether the bytes hold such a
 // transfer.
 func transferOf(in []byte) ([]byte, bool) {
@@ -1147,10 +1167,10 @@ func transferOf(in []byte) ([]byte, bool) {
 		case gotHeader && typ == frame.Data:
 			data = append(data, p...)
 		case gotHeader && typ == frame.End:
-			if len(p) != 40 || binary.BigEndian.Uint64(p[:8]) != uint64(len(data)) {
+			if len(p) != endSize || binary.BigEndian.Uint64(p[:8]) != uint64(len(data)) {
 				return nil, false
 			}
-			sum := blake3.Sum256(data)
+			sum := digestOf(data)
 			if !bytes.Equal(p[8:], sum[:]) {
 				return nil, false
 			}

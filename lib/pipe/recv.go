@@ -9,8 +9,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/zeebo/blake3"
-
 	"github.com/pcp-dev/pcp/lib/frame"
 )
 
@@ -50,7 +48,7 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 		return 0, fmt.Errorf("send accept: %w", err)
 	}
 
-	digest := blake3.New()
+	digest := newDigest()
 	flowed := false // whether any DATA frame came: only then is a lost stream a truncation
 	for {
 		t, p, err := c.next()

@@ -3,7 +3,7 @@
 //
 // The sender offers a Header, the receiver answers ACCEPT or REJECT, then the
 // data follows in DATA frames, closed by an END frame with the byte count and
-// the BLAKE3 digest of all data. The receiver checks both, stores the data
+// the XXH3-128 digest of all data. The receiver checks both, stores the data
 // and answers ACK; only then does Send return nil. Heartbeats flow both ways
 // whenever a side has been silent for a while, so a vanished peer is noticed
 // within seconds.
@@ -18,15 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/zeebo/blake3"
-
 	"github.com/pcp-dev/pcp/lib/frame"
 )
 
 // ChunkSize is the largest DATA payload the sender writes.
 const ChunkSize = frame.MaxPayload
-
-const endSize = 8 + 32
 
 // Options tune a transfer. The zero value is usable.
 type Options struct {
@@ -92,7 +88,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	chunks, free := readChunks(readCtx, src)
-	digest := blake3.New()
+	digest := newDigest()
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
