@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/pcp-dev/pcp/lib/auth"
+	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/rendezvous"
+)
+
+func TestExitCode(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("context: %w", err) }
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, ExitOK},
+		{errors.New("boom"), ExitFailure},
+		{Usagef("bad flag"), ExitUsage},
+		{wrap(auth.ErrWrongCode), ExitAuth},
+		{&rendezvous.TooManyGuessesError{N: 4}, ExitAuth},
+		{wrap(&rendezvous.NotFoundError{}), ExitNotFound},
+		{wrap(&pipe.IntegrityError{Reason: "truncated"}), ExitIntegrity},
+		{wrap(context.Canceled), ExitInterrupted},
+		{&pipe.PeerError{Message: "interrupted"}, ExitFailure},
+	}
+	for _, tt := range tests {
+		if got := ExitCode(tt.err); got != tt.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestFlagBeatsVariable(t *testing.T) {
+	env := map[string]string{"PCP_TIMEOUT": "7s", "PCP_DISCOVERY": "dht", "PCP_CODE": "zoo-zoo-zoo"}
+	var f Flags
+	fs := NewFlagSet("test", "test", io.Discard)
+	f.AddCode(fs)
+	f.AddNetwork(fs, time.Minute)
+	if err := f.Parse(fs, []string{"--discovery", "mdns"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if f.Discovery != "mdns" {
+		t.Errorf("--discovery mdns with PCP_DISCOVERY=dht gave %q", f.Discovery)
+	}
+	if f.Timeout != 7*time.Second {
+		t.Errorf("PCP_TIMEOUT=7s gave %v", f.Timeout)
+	}
+	// PCP_CODE is used when nothing else gives a code, and yields to an argument.
+	if c, ok, err := f.ReadCode(nil); err != nil || !ok || c.String() != "zoo-zoo-zoo" {
+		t.Errorf("ReadCode without argument = %v, %v, %v; want zoo-zoo-zoo", c, ok, err)
+	}
+	if c, _, err := f.ReadCode([]string{"able", "able", "able"}); err != nil || c.String() != "able-able-able" {
+		t.Errorf("ReadCode with an argument = %v, %v; want able-able-able", c, err)
+	}
+}
+
+func TestBadVariableIsUsageError(t *testing.T) {
+	var f Flags
+	fs := NewFlagSet("test", "test", io.Discard)
+	f.AddNetwork(fs, time.Minute)
+	err := f.Parse(fs, nil, func(k string) string {
+		if k == "PCP_TIMEOUT" {
+			return "soon"
+		}
+		return ""
+	})
+	if ExitCode(err) != ExitUsage {
+		t.Fatalf("PCP_TIMEOUT=soon gave %v (exit %d), want a usage error", err, ExitCode(err))
+	}
+}
+
+func TestCodeGivenTwice(t *testing.T) {
+	var f Flags
+	fs := NewFlagSet("test", "test", io.Discard)
+	f.AddCode(fs)
+	if err := f.Parse(fs, []string{"--code", "able-able-able"}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.ReadCode([]string{"zoo-zoo-zoo"}); ExitCode(err) != ExitUsage {
+		t.Fatalf("a code as flag and argument gave %v, want a usage error", err)
+	}
+}
+
+func TestSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 1 << 30: "1.0 GiB"} {
+		if got := Size(n); got != want {
+			t.Errorf("Size(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
