@@ -93,9 +93,9 @@ func hintFor(err error) string {
 	case errors.Is(err, auth.ErrWrongCode):
 		return "check the code with the sender; every wrong try counts against a limit"
 	case errors.As(err, &notFound) && notFound.Announcing:
-		return "--timeout gives the receiver more time"
+		return "--timeout gives the peer more time"
 	case errors.As(err, &notFound):
-		return "is the sender still waiting? --timeout gives more time; -v shows each discovery step"
+		return "is the other side still waiting? --timeout gives more time; -v shows each discovery step"
 	}
 	return ""
 }

@@ -214,10 +214,19 @@ func (f *Flags) AnnounceCode(prog, peerCommand string, w io.Writer) (code.Code, 
 	if err != nil || given {
 		return c, err
 	}
-	if c, err = code.Generate(f.Words, nil); err != nil {
-		return c, &UsageError{Err: err}
+	if c, err = f.NewCode(); err != nil {
+		return c, err
 	}
 	fmt.Fprintf(w, "%s: code: %s\n%s: on the other side: %s %s\n", prog, c, prog, peerCommand, c)
+	return c, nil
+}
+
+// NewCode generates a code of --words words.
+func (f *Flags) NewCode() (code.Code, error) {
+	c, err := code.Generate(f.Words, nil)
+	if err != nil {
+		return c, &UsageError{Err: err}
+	}
 	return c, nil
 }
 

@@ -142,11 +142,13 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 		return nil, err
 	}
 	authTime := time.Since(start)
+	asked := time.Now()
 	if err := frame.Write(s, frame.Request, []byte(want)); err != nil {
 		s.Reset()
 		return nil, fmt.Errorf("send request: %w", err)
 	}
 	t, reason, err := frame.NewReader(s, maxRequest).Next()
+	rtt := time.Since(asked)
 	switch {
 	case err != nil:
 		s.Reset()
@@ -162,7 +164,7 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 		return nil, ctx.Err()
 	}
 	s.SetDeadline(time.Time{})
-	return &Peer{Stream: s, ID: c.ID, Source: c.Source, Want: want, AuthTime: authTime}, nil
+	return &Peer{Stream: s, ID: c.ID, Source: c.Source, Want: want, AuthTime: authTime, RTT: rtt}, nil
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -64,6 +64,8 @@ type Peer struct {
 	Want string
 	// AuthTime is how long authentication took.
 	AuthTime time.Duration
+	// RTT is the round trip of the finder's request and its answer (finder side).
+	RTT time.Duration
 }
 
 // Transport names how the stream's connection carries data: "tcp", "quic"
@@ -71,12 +73,19 @@ type Peer struct {
 func (p *Peer) Transport() string { return node.Transport(p.Stream.Conn()) }
 
 // Addrs returns the peer's known addresses as full multiaddrs ending in
-// /p2p/<peer ID>, the connection's own address first.
+// /p2p/<peer ID>: the address we dialled first, then those the peer listens
+// on. (The address of a connection the peer dialled is its outgoing port,
+// worth listing only when nothing else is known.)
 func (p *Peer) Addrs(h host.Host) []ma.Multiaddr {
 	seen := map[string]bool{}
 	var out []ma.Multiaddr
 	suffix := ma.StringCast("/p2p/" + p.ID.String())
-	for _, a := range append([]ma.Multiaddr{p.Stream.Conn().RemoteMultiaddr()}, h.Peerstore().Addrs(p.ID)...) {
+	conn := p.Stream.Conn()
+	addrs := h.Peerstore().Addrs(p.ID)
+	if conn.Stat().Direction == network.DirOutbound || len(addrs) == 0 {
+		addrs = append([]ma.Multiaddr{conn.RemoteMultiaddr()}, addrs...)
+	}
+	for _, a := range addrs {
 		full := a.Encapsulate(suffix)
 		if !seen[full.String()] {
 			seen[full.String()] = true

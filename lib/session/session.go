@@ -6,7 +6,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -131,22 +130,9 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	defer cancel()
 	a := rendezvous.Announce(ctx, s.rendezvous(c))
 	defer a.Close()
-	var p *rendezvous.Peer
-	for p == nil {
-		next, err := a.Next(wctx)
-		if err != nil {
-			return Result{}, waitError(ctx, err, true)
-		}
-		switch next.Want {
-		case rendezvous.WantPipe:
-			p = next
-		case rendezvous.WantRendezvous:
-			s.log.Infof("a peer (%s) proved the code and asked only to meet; still waiting for the receiver", node.ShortID(next.ID))
-			next.Accept()
-			next.Stream.CloseWrite()
-		default:
-			next.Reject(fmt.Sprintf("unknown request %q", next.Want))
-		}
+	p, err := s.await(wctx, a, rendezvous.WantPipe)
+	if err != nil {
+		return Result{}, waitError(ctx, err, true)
 	}
 	a.Close()
 	defer p.Stream.Close()

@@ -1,0 +1,83 @@
+// Command pcp-find finds the peer that announces a code's channel,
+// authenticates with it both ways, and prints its addresses. See
+// pcp-find(1).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/pcp-dev/pcp/lib/cli"
+	"github.com/pcp-dev/pcp/lib/discovery"
+)
+
+// record is one line of --json output.
+type record struct {
+	Peer     string   `json:"peer"`
+	Addrs    []string `json:"addrs"`
+	Source   string   `json:"source"`
+	RTTms    *float64 `json:"rtt_ms,omitempty"`
+	Verified bool     `json:"verified"`
+}
+
+func main() { os.Exit(cli.Main("pcp-find", os.Args[1:], os.Stderr, run)) }
+
+func run(ctx context.Context, args []string) error {
+	var f cli.Flags
+	var asJSON, unverified bool
+	fs := cli.NewFlagSet("pcp-find", "pcp-find [OPTIONS] CODE", os.Stdout)
+	f.AddCode(fs)
+	fs.BoolVar(&asJSON, "json", false, "print JSON lines: peer, addrs, source, rtt_ms, verified")
+	fs.BoolVar(&unverified, "unverified", false, "list every discovery candidate until --timeout, without authenticating (a diagnostic)")
+	f.AddNetwork(fs, 10*time.Minute)
+	if err := f.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	c, err := f.FindCode(fs.Args())
+	if err != nil {
+		return err
+	}
+	s, err := f.Start(ctx, f.Logger("pcp-find", os.Stderr))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	print := func(r record) {
+		if asJSON {
+			json.NewEncoder(os.Stdout).Encode(r)
+			return
+		}
+		for _, a := range r.Addrs {
+			if r.Verified {
+				fmt.Println(a)
+			} else {
+				fmt.Printf("unverified %s %s\n", r.Source, a)
+			}
+		}
+	}
+	if unverified {
+		_, err := s.Candidates(ctx, c, f.Timeout, func(cand discovery.Candidate) {
+			r := record{Peer: cand.ID.String(), Source: cand.Source}
+			for _, a := range cand.Addrs {
+				r.Addrs = append(r.Addrs, fmt.Sprintf("%s/p2p/%s", a, cand.ID))
+			}
+			print(r)
+		})
+		return err
+	}
+	p, err := s.Find(ctx, c, f.Timeout)
+	if err != nil {
+		return err
+	}
+	r := record{Peer: p.ID.String(), Source: p.Source, Verified: true}
+	for _, a := range p.Addrs(s.Host) {
+		r.Addrs = append(r.Addrs, a.String())
+	}
+	ms := float64(p.RTT.Microseconds()) / 1000
+	r.RTTms = &ms
+	print(r)
+	return nil
+}
