@@ -96,16 +96,21 @@ func TestWrongCode(t *testing.T) {
 	}
 }
 
+// endlessTransfer starts a sender of endless data and its receiver over
+// mDNS, and returns once the receiver has written n bytes.
+func endlessTransfer(t *testing.T, n int) (send, recv *proc) {
+	netns.Require(t)
+	c := newCode(t)
+	send = start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{t.Context()})
+	recv = start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	recv.waitStdout(n, 20*time.Second)
+	return send, recv
+}
+
 // A sender killed in the middle of the stream: the receiver must fail with
 // the integrity status (or 1), never 0, within seconds.
 func TestSenderKilledMidStream(t *testing.T) {
-	netns.Require(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := newCode(t)
-	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
-	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
-	recv.waitStdout(256<<10, 20*time.Second)
+	send, recv := endlessTransfer(t, 256<<10)
 	send.cmd.Process.Kill()
 	killed := time.Now()
 	status := recv.wait(15 * time.Second)
@@ -117,13 +122,7 @@ func TestSenderKilledMidStream(t *testing.T) {
 
 // A receiver killed in the middle: the sender must not report success.
 func TestReceiverKilledMidStream(t *testing.T) {
-	netns.Require(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := newCode(t)
-	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
-	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
-	recv.waitStdout(256<<10, 20*time.Second)
+	send, recv := endlessTransfer(t, 256<<10)
 	recv.cmd.Process.Kill()
 	if status := send.wait(15 * time.Second); status == 0 {
 		t.Fatalf("the sender exited 0 although the receiver was killed\nstderr:\n%s", send.stderr.String())
@@ -132,13 +131,7 @@ func TestReceiverKilledMidStream(t *testing.T) {
 
 // SIGINT: the interrupted side exits 130 and the peer hears why.
 func TestInterruptTellsThePeer(t *testing.T) {
-	netns.Require(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := newCode(t)
-	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
-	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
-	recv.waitStdout(64<<10, 20*time.Second)
+	send, recv := endlessTransfer(t, 64<<10)
 	send.cmd.Process.Signal(syscall.SIGINT)
 	send.expectExit(5*time.Second, 130)
 	if status := recv.wait(5 * time.Second); status == 0 {
@@ -151,13 +144,7 @@ func TestInterruptTellsThePeer(t *testing.T) {
 
 // SIGINT on the receiver: it exits 130, and the sender fails, told why.
 func TestInterruptedReceiverTellsTheSender(t *testing.T) {
-	netns.Require(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := newCode(t)
-	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
-	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
-	recv.waitStdout(64<<10, 20*time.Second)
+	send, recv := endlessTransfer(t, 64<<10)
 	recv.cmd.Process.Signal(syscall.SIGINT)
 	recv.expectExit(5*time.Second, 130)
 	if status := send.wait(5 * time.Second); status == 0 || status == 130 {
