@@ -246,6 +246,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"send", "--discovery", "carrier-pigeon"}, "discovery"},
 		{[]string{"recv", "--timeout", "soon", "able-able-able"}, "timeout"},
 		{[]string{"fly"}, "unknown command"},
+		{[]string{"recv", "--peer", "", "able-able-able"}, "--peer"},
 	}
 	for _, tt := range tests {
 		p := start(t, command(t, "pcp-pipe", tt.args...), nil)

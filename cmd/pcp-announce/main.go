@@ -30,17 +30,17 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	s, err := f.Start(ctx, f.Logger("pcp-announce", os.Stderr))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 	if !given {
 		if c, err = f.NewCode(); err != nil {
 			return err
 		}
 		fmt.Println(c) // alone on the first line, for scripts
 	}
-	s, err := f.Start(ctx, f.Logger("pcp-announce", os.Stderr))
-	if err != nil {
-		return err
-	}
-	defer s.Close()
 	_, err = s.Announce(ctx, c, f.Timeout, keep, func(p *rendezvous.Peer) {
 		var addrs []string
 		for _, a := range p.Addrs(s.Host) {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,18 +46,22 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
+	// Each record is one write, so that `| head -1` cannot cut it in two.
 	print := func(r record) {
+		var b bytes.Buffer
 		if asJSON {
-			json.NewEncoder(os.Stdout).Encode(r)
-			return
+			json.NewEncoder(&b).Encode(r)
 		}
 		for _, a := range r.Addrs {
-			if r.Verified {
-				fmt.Println(a)
-			} else {
-				fmt.Printf("unverified %s %s\n", r.Source, a)
+			switch {
+			case asJSON:
+			case r.Verified:
+				fmt.Fprintln(&b, a)
+			default:
+				fmt.Fprintf(&b, "unverified %s %s\n", r.Source, a)
 			}
 		}
+		os.Stdout.Write(b.Bytes())
 	}
 	if unverified {
 		_, err := s.Candidates(ctx, c, f.Timeout, func(cand discovery.Candidate) {

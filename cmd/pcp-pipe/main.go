@@ -48,15 +48,15 @@ func send(ctx context.Context, args []string) error {
 		return cli.Usagef("send takes no arguments (the data comes on stdin)")
 	}
 	log := f.Logger("pcp-pipe", os.Stderr)
-	c, err := f.AnnounceCode("pcp-pipe", "pcp-pipe recv", os.Stderr)
-	if err != nil {
-		return err
-	}
 	s, err := f.Start(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	c, err := f.AnnounceCode("pcp-pipe", "pcp-pipe recv", os.Stderr)
+	if err != nil {
+		return err
+	}
 	progress, done := f.Progress("sending", -1)
 	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, pipe.Options{Progress: progress})
 	done()

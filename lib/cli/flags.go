@@ -115,6 +115,9 @@ func (f *Flags) Parse(fs *pflag.FlagSet, args []string, getenv func(string) stri
 			f.fromEnv[fl.Name] = true
 		}
 	})
+	if fl := fs.Lookup("peer"); err == nil && fl != nil && fl.Changed && len(f.Peers) == 0 {
+		err = Usagef("--peer: empty address")
+	}
 	return err
 }
 
