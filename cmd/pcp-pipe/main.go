@@ -57,9 +57,9 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	progress, done := f.Progress("sending", -1)
-	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, pipe.Options{Progress: progress})
-	done()
+	progress := f.Progress("sending")
+	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, pipe.Options{Progress: progress.Bytes})
+	progress.Finish()
 	if err != nil {
 		return err
 	}
@@ -85,9 +85,9 @@ func recv(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	progress, done := f.Progress("receiving", -1)
-	res, err := s.Receive(ctx, c, os.Stdout, f.Timeout, pipe.Options{Progress: progress})
-	done()
+	progress := f.Progress("receiving")
+	res, err := s.Receive(ctx, c, os.Stdout, f.Timeout, pipe.Options{Progress: progress.Bytes})
+	progress.Finish()
 	if err != nil {
 		return err
 	}

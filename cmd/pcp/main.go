@@ -1,6 +1,7 @@
-// Command pcp sends files and folders to a peer that shares a code. For now
-// it has one subcommand: `pcp node`, a long-running DHT server that is the
-// bootstrap peer of a private network. See pcp(1).
+// Command pcp sends files and folders to a peer that shares a code
+// (`pcp send PATH...`, `pcp receive CODE`), and runs `pcp node`, a
+// long-running DHT server that is the bootstrap peer of a private network.
+// See pcp(1).
 package main
 
 import (
@@ -13,8 +14,10 @@ import (
 	"github.com/pcp-dev/pcp/lib/node"
 )
 
-const usage = `Usage: pcp node [OPTIONS]   run a DHT server; prints its multiaddrs on stdout
-Run "pcp node --help" for the options.`
+const usage = `Usage: pcp send [OPTIONS] PATH...   send files and folders (- for stdin); prints the code
+       pcp receive [OPTIONS] CODE    receive them into the current folder (or --output)
+       pcp node [OPTIONS]            run a DHT server; prints its multiaddrs on stdout
+Run "pcp COMMAND --help" for the options.`
 
 // nodeListen is where a node listens by default: fixed ports, so that its
 // multiaddrs stay valid across restarts (with --identity).
@@ -27,6 +30,10 @@ func run(ctx context.Context, args []string) error {
 		return cli.Usagef("missing command\n%s", usage)
 	}
 	switch args[0] {
+	case "send":
+		return send(ctx, args[1:])
+	case "receive", "recv":
+		return receive(ctx, args[1:])
 	case "node":
 		return serveNode(ctx, args[1:])
 	case "-h", "--help", "help":

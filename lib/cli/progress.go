@@ -8,22 +8,46 @@ import (
 	"golang.org/x/term"
 )
 
-// Progress returns a progress callback for pipe.Options (bytes, rate, and
-// ETA when total is known; total < 0 means unknown) that draws on stderr,
-// and a func that finishes the bar. Both do nothing when stderr is not a
-// terminal or the user asked for quiet.
-func (f *Flags) Progress(description string, total int64) (update func(n int64), finish func()) {
-	if f.Quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
-		return nil, func() {}
+// Progress draws a progress bar on stderr (bytes, rate, and ETA when the
+// total is known) when stderr is a terminal and the user did not ask for
+// quiet; otherwise it does nothing. The bar appears on the first update, so
+// a total learnt late (from the sender's header) still gives an ETA.
+type Progress struct {
+	description string
+	enabled     bool
+	bar         *progressbar.ProgressBar
+}
+
+// Progress returns the progress bar for a transfer.
+func (f *Flags) Progress(description string) *Progress {
+	return &Progress{description: description, enabled: !f.Quiet && term.IsTerminal(int(os.Stderr.Fd()))}
+}
+
+// Update shows done bytes of total (total < 0: unknown).
+func (p *Progress) Update(done, total int64) {
+	if !p.enabled {
+		return
 	}
-	bar := progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionSetDescription(description),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetPredictTime(total > 0),
-		progressbar.OptionClearOnFinish(),
-	)
-	return func(n int64) { bar.Set64(n) }, func() { bar.Finish() }
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription(p.description),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetPredictTime(total > 0),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	p.bar.Set64(done)
+}
+
+// Bytes shows done bytes of an unknown total; it fits pipe.Options.Progress.
+func (p *Progress) Bytes(done int64) { p.Update(done, -1) }
+
+// Finish removes the bar.
+func (p *Progress) Finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
 }

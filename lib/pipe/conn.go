@@ -169,8 +169,12 @@ func (c *conn) next() (frame.Type, []byte, error) {
 // written within AbortWait, else a reset. After a peer's failure only the
 // reset is left to do.
 func (c *conn) abort(cause error) {
-	if errors.As(cause, new(*rejected)) {
+	switch {
+	case errors.As(cause, new(*rejected)):
 		return // the REJECT frame said it all
+	case errors.As(cause, new(*RejectedError)):
+		c.s.CloseWrite() // the receiver waits for this before it closes
+		return
 	}
 	var pe *PeerError
 	if !errors.Is(cause, ErrPeerGone) && !errors.As(cause, &pe) && !errors.As(cause, new(*ProtocolError)) {
@@ -180,6 +184,9 @@ func (c *conn) abort(cause error) {
 		}
 		c.s.SetWriteDeadline(time.Now().Add(c.timing.AbortWait))
 		if c.send(frame.Error, []byte(msg)) == nil && c.s.CloseWrite() == nil {
+			// Give the peer a moment to read it: closing our host at once
+			// could reset the connection before the ERROR is read.
+			waitEOF(c, c.timing.AbortWait)
 			return
 		}
 	}

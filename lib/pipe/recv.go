@@ -41,6 +41,7 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 		if err := opt.Accept(h); err != nil {
 			c.send(frame.Reject, []byte(err.Error()))
 			c.s.CloseWrite()
+			waitEOF(c, c.timing.AbortWait) // so that closing our host cannot drop the REJECT
 			return 0, &rejected{err}
 		}
 	}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/pcp-dev/pcp/lib/cli"
+	"github.com/pcp-dev/pcp/lib/files"
+)
+
+func receive(ctx context.Context, args []string) error {
+	var f cli.Flags
+	var opt files.ReceiveOptions
+	var yes, toStdout bool
+	fs := cli.NewFlagSet("receive", "pcp receive [OPTIONS] CODE", os.Stdout)
+	f.AddCode(fs)
+	fs.StringVarP(&opt.Dir, "output", "o", ".", "extract into this `DIR`")
+	fs.BoolVar(&toStdout, "stdout", false, "write the received stream (tar+zstd) to stdout instead of extracting it")
+	fs.BoolVarP(&yes, "yes", "y", false, "accept without asking")
+	fs.BoolVar(&opt.Overwrite, "overwrite", false, "replace existing files and folders of the same names")
+	f.AddPeer(fs)
+	f.AddNetwork(fs, 10*time.Minute)
+	if err := f.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	c, err := f.FindCode(fs.Args())
+	if err != nil {
+		return err
+	}
+	if !yes && !cli.CanAsk() {
+		return cli.Usagef("no terminal to confirm the transfer on; pass --yes to accept without asking")
+	}
+	if toStdout {
+		opt.Raw = os.Stdout
+	}
+	if !yes {
+		opt.Confirm = func(o files.Offer) error {
+			ok, err := cli.Ask(ctx, "pcp", "receive "+o.String()+"?", "--yes")
+			if err == nil && !ok {
+				err = errors.New("declined")
+			}
+			return err
+		}
+	}
+	log := f.Logger("pcp", os.Stderr)
+	s, err := f.Start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	progress := f.Progress("receiving")
+	opt.Timeout, opt.Progress = f.Timeout, progress.Update
+	res, err := files.Receive(ctx, s, c, opt)
+	progress.Finish()
+	if err != nil {
+		return err
+	}
+	log.Infof("received %s in %v (%s/s) over %s; digest verified", cli.Size(res.Bytes), res.Transfer.Round(time.Millisecond), cli.Size(rate(res)), res.Peer.Transport())
+	return nil
+}

@@ -1,0 +1,11 @@
+//go:build !linux && !darwin
+
+package archive
+
+import "time"
+
+// oNoFollow is not available here; callers check the type after opening.
+const oNoFollow = 0
+
+// lutimes is not supported here: symlinks keep the time of their creation.
+func lutimes(string, time.Time) error { return nil }

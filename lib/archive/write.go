@@ -1,0 +1,268 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// WriteOptions tune Write and WriteStream.
+type WriteOptions struct {
+	// Level is the zstd level 1..4, as klauspost's zstd.EncoderLevel: 1
+	// fastest (roughly zstd -1), 2 default (zstd -3), 3 better (zstd -7),
+	// 4 best. 0 means no compression: a plain tar stream.
+	Level int
+
+	// Progress, when not nil, is called after each chunk of file data has
+	// been written, with the number of uncompressed bytes in the chunk; the
+	// sum over a transfer is Summary.Size. It runs on the writing goroutine
+	// and must be quick.
+	Progress func(n int64)
+}
+
+// encoderConcurrency is the number of blocks the zstd encoder compresses at
+// once: one block is compressed while the next is being filled, which keeps
+// two cores busy without the memory of the job-parallel mode.
+const encoderConcurrency = 2
+
+// Write writes paths as a tar stream (inside zstd unless opt.Level is 0) to
+// w. Each path becomes a top-level entry named by its base name (like
+// `tar -C parent -c base`); directories are written recursively, parents
+// before their contents, in lexical order. Regular files, directories (also
+// empty ones) and symlinks (stored as symlinks, target as is, never
+// followed) are written with their permission bits (0o777) and modification
+// times (to the second). Hard links are stored as separate regular files.
+// A device, FIFO or socket fails Write with an error naming the path. Long
+// names are written as PAX records.
+//
+// A file that grows while it is sent is cut at the size it had when it was
+// opened; one that shrinks fails Write. ctx is checked between entries and
+// between chunks of data. On error the stream is left unterminated (no tar
+// end marker, no final zstd block), so that no reader takes it for a
+// complete archive.
+func Write(ctx context.Context, w io.Writer, paths []string, opt WriteOptions) error {
+	tops, err := topLevel(paths)
+	if err != nil {
+		return err
+	}
+	aw, err := newArchiveWriter(w, opt)
+	if err != nil {
+		return err
+	}
+	err = walk(ctx, tops, aw.writeEntry(ctx))
+	if err == nil {
+		err = aw.finish()
+	}
+	if err != nil {
+		aw.abandon()
+		return err
+	}
+	return nil
+}
+
+// WriteStream writes the single stream r as one regular file named name,
+// mode 0644 and modification time now, in the same format as Write. Tar
+// needs a file's size before its data, so WriteStream first spools r into a
+// temporary file in os.TempDir() (removed before it returns) and then sends
+// that: memory stays flat, disk use is the size of the stream, and nothing is
+// written to w before r has ended. name must be a single file name (no
+// slash, no control character).
+func WriteStream(ctx context.Context, w io.Writer, name string, r io.Reader, opt WriteOptions) error {
+	parts, reason := splitName(name)
+	if reason == "" && (len(parts) != 1 || parts[0] != name) {
+		reason = "must be a single file name"
+	}
+	if reason != "" {
+		return fmt.Errorf("invalid stream name %q: %s", sanitize(name), reason)
+	}
+	if err := checkLevel(opt.Level); err != nil {
+		return err
+	}
+	spool, err := os.CreateTemp("", "pcp-stream-*")
+	if err != nil {
+		return fmt.Errorf("creating spool file: %w", err)
+	}
+	defer func() {
+		spool.Close()
+		os.Remove(spool.Name())
+	}()
+	buf := make([]byte, copyBufSize)
+	size, err := io.CopyBuffer(spool, ctxReader{ctx, r}, buf)
+	if err != nil {
+		return fmt.Errorf("spooling stream %s to %s: %w", name, spool.Name(), err)
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewinding spool file: %w", err)
+	}
+	aw, err := newArchiveWriter(w, opt)
+	if err != nil {
+		return err
+	}
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     name,
+		Mode:     0o644,
+		Size:     size,
+		ModTime:  time.Now().Truncate(time.Second),
+	}
+	err = aw.writeFile(ctx, hdr, spool, name)
+	if err == nil {
+		err = aw.finish()
+	}
+	if err != nil {
+		aw.abandon()
+		return err
+	}
+	return nil
+}
+
+// checkLevel validates WriteOptions.Level.
+func checkLevel(level int) error {
+	if level < 0 || level > 4 {
+		return fmt.Errorf("invalid compression level %d: want 0 (none) to 4", level)
+	}
+	return nil
+}
+
+// archiveWriter is a tar writer, optionally on top of a zstd encoder.
+type archiveWriter struct {
+	tw       *tar.Writer
+	enc      *zstd.Encoder // nil without compression
+	bw       *bufio.Writer // nil with compression
+	buf      []byte
+	progress func(int64)
+}
+
+func newArchiveWriter(w io.Writer, opt WriteOptions) (*archiveWriter, error) {
+	if err := checkLevel(opt.Level); err != nil {
+		return nil, err
+	}
+	aw := &archiveWriter{buf: make([]byte, copyBufSize), progress: opt.Progress}
+	if opt.Level == 0 {
+		// Headers are 512-byte writes: gather them.
+		aw.bw = bufio.NewWriterSize(w, 64<<10)
+		aw.tw = tar.NewWriter(aw.bw)
+		return aw, nil
+	}
+	enc, err := zstd.NewWriter(w,
+		zstd.WithEncoderLevel(zstd.EncoderLevel(opt.Level)),
+		zstd.WithEncoderConcurrency(encoderConcurrency),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("creating zstd encoder: %w", err)
+	}
+	aw.enc = enc
+	aw.tw = tar.NewWriter(enc)
+	return aw, nil
+}
+
+// finish writes the tar end marker and the end of the zstd frame, and
+// flushes everything to the underlying writer.
+func (aw *archiveWriter) finish() error {
+	if err := aw.tw.Close(); err != nil {
+		return fmt.Errorf("finishing tar stream: %w", err)
+	}
+	if aw.enc != nil {
+		if err := aw.enc.Close(); err != nil {
+			return fmt.Errorf("finishing zstd stream: %w", err)
+		}
+	}
+	if aw.bw != nil {
+		if err := aw.bw.Flush(); err != nil {
+			return fmt.Errorf("writing archive: %w", err)
+		}
+	}
+	return nil
+}
+
+// abandon releases the encoder without terminating the stream.
+func (aw *archiveWriter) abandon() {
+	if aw.enc != nil {
+		aw.enc.Reset(io.Discard)
+		aw.enc.Close()
+	}
+}
+
+// writeEntry returns the walk callback that writes one entry.
+func (aw *archiveWriter) writeEntry(ctx context.Context) func(walkEntry) error {
+	return func(e walkEntry) error {
+		mode := e.info.Mode()
+		hdr := &tar.Header{
+			Name:    e.name,
+			Mode:    int64(mode.Perm()),
+			ModTime: e.info.ModTime().Truncate(time.Second),
+		}
+		switch {
+		case mode.IsDir():
+			hdr.Typeflag = tar.TypeDir
+			hdr.Name += "/"
+		case mode&fs.ModeSymlink != 0:
+			target, err := os.Readlink(e.path)
+			if err != nil {
+				return fmt.Errorf("cannot send %s: %w", e.path, err)
+			}
+			hdr.Typeflag = tar.TypeSymlink
+			hdr.Linkname = target
+			hdr.Mode = 0o777
+		case mode.IsRegular():
+			return aw.sendFile(ctx, e)
+		}
+		if err := aw.tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("writing header of %s: %w", e.path, err)
+		}
+		return nil
+	}
+}
+
+// sendFile writes the regular file of e, with the size, mode and time it has
+// once opened.
+func (aw *archiveWriter) sendFile(ctx context.Context, e walkEntry) error {
+	f, err := os.OpenFile(e.path, os.O_RDONLY|oNoFollow, 0)
+	if err != nil {
+		return fmt.Errorf("cannot send %s: %w", e.path, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("cannot send %s: %w", e.path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("cannot send %s: it changed into a %s while being sent", e.path, typeName(info.Mode()))
+	}
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     e.name,
+		Mode:     int64(info.Mode().Perm()),
+		Size:     info.Size(),
+		ModTime:  info.ModTime().Truncate(time.Second),
+	}
+	return aw.writeFile(ctx, hdr, f, e.path)
+}
+
+// writeFile writes hdr and then exactly hdr.Size bytes from r. path names
+// the source in errors.
+func (aw *archiveWriter) writeFile(ctx context.Context, hdr *tar.Header, r io.Reader, path string) error {
+	if err := aw.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("writing header of %s: %w", path, err)
+	}
+	err := copyExact(ctx, aw.tw, r, hdr.Size, aw.buf, aw.progress)
+	var we *writeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &we):
+		return fmt.Errorf("sending %s: the file shrank while being sent (expected %d bytes): %w", path, hdr.Size, err)
+	case errors.As(err, &we):
+		return fmt.Errorf("sending %s: %w", path, err)
+	default:
+		return fmt.Errorf("sending %s: reading: %w", path, err)
+	}
+}

@@ -1,0 +1,311 @@
+// Package files sends files and folders over the pipe as plain tar inside
+// plain zstd, and extracts them safely on the other side: the composition
+// behind `pcp send` and `pcp receive`.
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/pcp-dev/pcp/lib/archive"
+	"github.com/pcp-dev/pcp/lib/code"
+	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/session"
+)
+
+// Header kinds of a pcp transfer. A stream from `pcp-pipe send` has the kind
+// pipe.KindRaw and no summary.
+const (
+	KindTarZstd = "tar+zstd"
+	KindTar     = "tar"
+)
+
+// maxNames bounds the names listed in a header; the rest are counted.
+const maxNames = 50
+
+// Result describes a finished transfer.
+type Result = session.Result
+
+// SendOptions tune Send.
+type SendOptions struct {
+	// Level is the zstd level, 1 (fastest) to 4; 0 sends plain tar.
+	Level int
+	// Name names the data read from stdin (the path "-").
+	Name string
+	// Timeout bounds the wait for the receiver (0: no limit).
+	Timeout time.Duration
+	// Progress is called with the bytes archived so far and the total
+	// (-1 when unknown).
+	Progress func(done, total int64)
+}
+
+// Send offers paths ("-" for stdin) under c and streams them as tar+zstd.
+func Send(ctx context.Context, s *session.Session, c code.Code, paths []string, stdin io.Reader, opt SendOptions) (session.Result, error) {
+	h, write, err := prepare(paths, stdin, opt)
+	if err != nil {
+		return session.Result{}, err
+	}
+	pr, pw := io.Pipe()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { pw.CloseWithError(write(wctx, pw)) }()
+	defer pr.Close() // a refused or failed transfer stops the writer
+	return s.Send(ctx, c, h, pr, opt.Timeout, pipe.Options{})
+}
+
+// prepare builds the header and the writer of the archive.
+func prepare(paths []string, stdin io.Reader, opt SendOptions) (pipe.Header, func(context.Context, io.Writer) error, error) {
+	kind := KindTarZstd
+	if opt.Level == 0 {
+		kind = KindTar
+	}
+	wopt := archive.WriteOptions{Level: opt.Level}
+	total := int64(-1)
+	if opt.Progress != nil {
+		var done int64
+		wopt.Progress = func(n int64) {
+			done += n
+			opt.Progress(done, total)
+		}
+	}
+	if len(paths) == 1 && paths[0] == "-" {
+		name := opt.Name
+		if name == "" {
+			name = "stdin"
+		}
+		h := pipe.Header{Kind: kind, Names: []string{name}, Size: -1, Count: 1}
+		return h, func(ctx context.Context, w io.Writer) error {
+			return archive.WriteStream(ctx, w, name, stdin, wopt)
+		}, nil
+	}
+	for _, p := range paths {
+		if p == "-" {
+			return pipe.Header{}, nil, fmt.Errorf("- (stdin) cannot be sent together with other paths")
+		}
+	}
+	sum, err := archive.Scan(paths)
+	if err != nil {
+		return pipe.Header{}, nil, err
+	}
+	names := sum.Names
+	if len(names) > maxNames {
+		names = names[:maxNames]
+	}
+	h := pipe.Header{Kind: kind, Names: names, Size: sum.Size, Count: sum.Count}
+	total = sum.Size
+	return h, func(ctx context.Context, w io.Writer) error {
+		return archive.Write(ctx, w, paths, wopt)
+	}, nil
+}
+
+// Offer is what a receiver is asked to accept.
+type Offer struct {
+	pipe.Header
+}
+
+// Described reports whether the sender said what it sends (pcp send does;
+// pcp-pipe send does not).
+func (o Offer) Described() bool { return o.Kind == KindTarZstd || o.Kind == KindTar }
+
+// String describes the offer on one line: names (shortened if many), total
+// size and number of files.
+func (o Offer) String() string {
+	if !o.Described() {
+		return "a stream with no summary (sent with pcp-pipe send)"
+	}
+	names := o.Names
+	more := ""
+	if len(names) > 3 {
+		more = fmt.Sprintf(" and %d more", o.Count-3)
+		names = names[:3]
+	}
+	files := "files"
+	if o.Count == 1 {
+		files = "file"
+	}
+	return fmt.Sprintf("%s%s: %s in %d %s", strings.Join(quoteAll(names), ", "), more, size(o.Size), o.Count, files)
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = fmt.Sprintf("%q", n)
+	}
+	return out
+}
+
+func size(n int64) string {
+	if n < 0 {
+		return "an unknown size"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ReceiveOptions tune Receive.
+type ReceiveOptions struct {
+	// Dir is where the files go.
+	Dir string
+	// Overwrite allows replacing existing files of the same names.
+	Overwrite bool
+	// Raw, if set, receives the stream as it is (tar+zstd) instead of extracting it.
+	Raw io.Writer
+	// Confirm decides on the offer before any data; an error refuses it.
+	// Nil accepts.
+	Confirm func(Offer) error
+	// Timeout bounds the search for the sender (0: no limit).
+	Timeout time.Duration
+	// Progress is called with the bytes extracted so far and the total
+	// offered (-1 when unknown); with Raw, the bytes received.
+	Progress func(done, total int64)
+}
+
+// Receive finds c's sender, asks opt.Confirm, and extracts the stream safely
+// into opt.Dir: under temporary names, moved into place only after the
+// end frame's digest checked out. A failed, truncated or refused transfer
+// leaves nothing under a final name.
+func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOptions) (session.Result, error) {
+	if opt.Raw != nil {
+		popt := pipe.Options{Accept: confirmer(opt)}
+		if opt.Progress != nil {
+			popt.Progress = func(n int64) { opt.Progress(n, -1) }
+		}
+		return s.Receive(ctx, c, opt.Raw, opt.Timeout, popt)
+	}
+	r := &receiver{opt: opt, ctx: ctx, extracted: make(chan struct{})}
+	r.pr, r.pw = io.Pipe()
+	defer r.abort()
+	res, err := s.Receive(ctx, c, r.pw, opt.Timeout, pipe.Options{Accept: r.accept, Commit: r.commit})
+	if err != nil {
+		r.pw.CloseWithError(err)
+		if xerr := r.extractError(); xerr != nil {
+			return res, xerr // the refused entry explains the failed write best
+		}
+	}
+	return res, err
+}
+
+// confirmer asks opt.Confirm about a header.
+func confirmer(opt ReceiveOptions) func(pipe.Header) error {
+	return func(h pipe.Header) error {
+		if opt.Confirm == nil {
+			return nil
+		}
+		return opt.Confirm(Offer{h})
+	}
+}
+
+// receiver extracts one accepted stream: the extractor starts once the
+// offer is accepted, reading what the pipe writes into pw.
+type receiver struct {
+	opt       ReceiveOptions
+	ctx       context.Context
+	pr        *io.PipeReader
+	pw        *io.PipeWriter
+	x         *archive.Extractor
+	extracted chan struct{} // closed when Extract has returned, with xerr
+	xerr      error
+	committed bool
+}
+
+func (r *receiver) accept(h pipe.Header) error {
+	o := Offer{h}
+	xopt := archive.ExtractOptions{Overwrite: r.opt.Overwrite}
+	if o.Described() && h.Size >= 0 {
+		// What was accepted bounds what may come (with slack for files that
+		// grew while being sent).
+		xopt.MaxSize = h.Size + h.Size/10 + 1<<20
+		xopt.MaxCount = h.Count + h.Count/10 + 100
+	}
+	if r.opt.Progress != nil {
+		var done int64
+		total := int64(-1)
+		if o.Described() {
+			total = h.Size
+		}
+		xopt.Progress = func(n int64) {
+			done += n
+			r.opt.Progress(done, total)
+		}
+	}
+	x, err := archive.NewExtractor(r.opt.Dir, xopt)
+	if err != nil {
+		return err
+	}
+	if o.Described() {
+		if err := x.CheckNames(h.Names); err != nil {
+			return err
+		}
+	}
+	if err := confirmer(r.opt)(h); err != nil {
+		return err
+	}
+	r.x = x
+	go func() {
+		_, r.xerr = x.Extract(r.ctx, r.pr)
+		// Whatever stopped the extractor also stops the pipe writing into it.
+		r.pr.CloseWithError(errOr(r.xerr, errors.New("the archive ended before the stream")))
+		close(r.extracted)
+	}()
+	return nil
+}
+
+// commit runs once the stream's digest checked out: the archive must have
+// ended cleanly, then its entries move into place.
+func (r *receiver) commit() error {
+	r.pw.Close()
+	<-r.extracted
+	if r.xerr != nil {
+		return r.xerr
+	}
+	if err := r.x.Commit(); err != nil {
+		return err
+	}
+	r.committed = true
+	return nil
+}
+
+// extractError waits briefly for the extractor's own error, if it failed.
+func (r *receiver) extractError() error {
+	if r.x == nil || r.committed {
+		return nil
+	}
+	select {
+	case <-r.extracted:
+		var unsafe *archive.UnsafeEntryError
+		if errors.As(r.xerr, &unsafe) || errors.Is(r.xerr, fs.ErrExist) {
+			return r.xerr
+		}
+	case <-time.After(time.Second):
+	}
+	return nil
+}
+
+// abort stops the extractor, if it runs, and removes what it wrote.
+func (r *receiver) abort() {
+	if r.x != nil && !r.committed {
+		r.pr.CloseWithError(errors.New("transfer failed"))
+		<-r.extracted // the extractor is not safe for concurrent use
+		r.x.Abort()
+	}
+}
+
+func errOr(err, otherwise error) error {
+	if err != nil {
+		return err
+	}
+	return otherwise
+}

@@ -1,0 +1,286 @@
+package tests
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcp-dev/pcp/internal/netns"
+)
+
+// makeTree builds a tree with every entry type pcp carries.
+func makeTree(t *testing.T, root string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "sub", "deeper"), 0o755))
+	must(os.Mkdir(filepath.Join(root, "empty"), 0o755))
+	must(os.Mkdir(filepath.Join(root, "private"), 0o700))
+	must(os.WriteFile(filepath.Join(root, "a.txt"), []byte("alpha\n"), 0o644))
+	must(os.WriteFile(filepath.Join(root, "empty.txt"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(root, "sub", "deeper", "random.bin"), randomBytes(t, 3<<20), 0o600))
+	must(os.WriteFile(filepath.Join(root, "private", "secret"), []byte("s3cret"), 0o600))
+	must(os.WriteFile(filepath.Join(root, "sub", "script.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755))
+	must(os.Symlink("../a.txt", filepath.Join(root, "sub", "link-to-a")))
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	must(os.Chtimes(filepath.Join(root, "a.txt"), old, old))
+}
+
+// sameTree fails unless want and got hold the same entries: types, contents,
+// permission bits, link targets, and file modification times to the second.
+func sameTree(t *testing.T, want, got string) {
+	t.Helper()
+	if out, err := exec.Command("diff", "-r", "--no-dereference", want, got).CombinedOutput(); err != nil {
+		t.Fatalf("trees differ: %v\n%s", err, out)
+	}
+	filepath.Walk(want, func(path string, wi os.FileInfo, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(want, path)
+		gi, err := os.Lstat(filepath.Join(got, rel))
+		if err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		if wi.Mode() != gi.Mode() {
+			t.Errorf("%s: mode %v, want %v", rel, gi.Mode(), wi.Mode())
+		}
+		if wi.Mode().IsRegular() && !wi.ModTime().Truncate(time.Second).Equal(gi.ModTime().Truncate(time.Second)) {
+			t.Errorf("%s: mtime %v, want %v", rel, gi.ModTime(), wi.ModTime())
+		}
+		return nil
+	})
+}
+
+// A tree with every entry type, from pcp send to pcp receive.
+func TestSendReceiveTree(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	makeTree(t, filepath.Join(src, "tree"))
+	out := t.TempDir()
+	c := newCode(t)
+	sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "tree")
+	sc.Dir = src
+	send := start(t, sc, nil)
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c), nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	sameTree(t, filepath.Join(src, "tree"), filepath.Join(out, "tree"))
+	if entries, _ := os.ReadDir(out); len(entries) != 1 {
+		t.Fatalf("the output folder holds %d entries, want only the tree (no staging left)", len(entries))
+	}
+	if recv.stdout.String() != "" || send.stdout.String() != "" {
+		t.Fatalf("pcp wrote to stdout: send %q, receive %q", send.stdout.String(), recv.stdout.String())
+	}
+}
+
+// The wire format is plain tar inside plain zstd: pcp send is received by
+// pcp-pipe recv | zstd -d | tar x, and tar c | zstd | pcp-pipe send by pcp
+// receive.
+func TestInteropWithTarAndZstd(t *testing.T) {
+	netns.Require(t)
+	for _, tool := range []string{"tar", "zstd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (apt-get install %s): %v", tool, tool, err)
+		}
+	}
+	src := t.TempDir()
+	makeTree(t, filepath.Join(src, "tree"))
+
+	t.Run("pcp send to tar", func(t *testing.T) {
+		out := t.TempDir()
+		c := newCode(t)
+		sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "tree")
+		sc.Dir = src
+		send := start(t, sc, nil)
+		recv := start(t, exec.Command("bash", "-c", `set -o pipefail; "$1" recv --discovery mdns --timeout 20s "$2" | zstd -d | tar -x -C "$3"`, "-", binary(t, "pcp-pipe"), c, out), nil)
+		recv.expectExit(30*time.Second, 0)
+		send.expectExit(10*time.Second, 0)
+		sameTree(t, filepath.Join(src, "tree"), filepath.Join(out, "tree"))
+	})
+	t.Run("tar to pcp receive", func(t *testing.T) {
+		out := t.TempDir()
+		c := newCode(t)
+		send := start(t, exec.Command("bash", "-c", `set -o pipefail; tar -C "$1" -c tree | zstd -q | "$2" send --discovery mdns --code "$3"`, "-", src, binary(t, "pcp-pipe"), c), nil)
+		recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c), nil)
+		recv.expectExit(30*time.Second, 0)
+		send.expectExit(10*time.Second, 0)
+		sameTree(t, filepath.Join(src, "tree"), filepath.Join(out, "tree"))
+	})
+}
+
+// A hostile sender (a proven peer) sends archives that try to write outside
+// the output folder: each is refused, and nothing appears outside.
+func TestHostileArchivesAreRefused(t *testing.T) {
+	netns.Require(t)
+	cases := map[string][]*tar.Header{
+		"dot-dot":         {{Name: "../escaped", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}},
+		"absolute":        {{Name: "/tmp/pcp-escaped-abs", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}},
+		"through symlink": {{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "..", Mode: 0o777}, {Name: "link/escaped", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}},
+		"device":          {{Name: "null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}},
+	}
+	for name, headers := range cases {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			out := filepath.Join(parent, "out")
+			os.Mkdir(out, 0o755)
+			var archive bytes.Buffer
+			tw := tar.NewWriter(&archive)
+			for _, h := range headers {
+				if err := tw.WriteHeader(h); err != nil {
+					t.Fatal(err)
+				}
+				if h.Size > 0 {
+					tw.Write([]byte("evil"))
+				}
+			}
+			tw.Close()
+			c := newCode(t)
+			send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), bytes.NewReader(archive.Bytes()))
+			recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c), nil)
+			if status := recv.wait(30 * time.Second); status == 0 {
+				t.Fatalf("a hostile archive was accepted\nstderr:\n%s", recv.stderr.String())
+			}
+			if status := send.wait(10 * time.Second); status == 0 {
+				t.Fatalf("the sender of a refused archive exited 0")
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+				t.Fatalf("something was written beside the output folder: %v", entries)
+			}
+			if entries, _ := os.ReadDir(out); len(entries) != 0 {
+				t.Fatalf("the refused transfer left %v in the output folder", entries)
+			}
+			if _, err := os.Lstat("/tmp/pcp-escaped-abs"); err == nil {
+				os.Remove("/tmp/pcp-escaped-abs")
+				t.Fatal("an absolute path was written")
+			}
+		})
+	}
+}
+
+// Without a terminal and without --yes, pcp receive refuses at once, naming
+// --yes (exit 2); on a terminal it asks, and "n" refuses the transfer.
+func TestConfirmation(t *testing.T) {
+	netns.Require(t)
+	out := t.TempDir()
+	p := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--output", out, newCode(t)), nil)
+	p.expectExit(10*time.Second, 2)
+	if !strings.Contains(p.stderr.String(), "--yes") {
+		t.Fatalf("the refusal does not name --yes:\n%s", p.stderr.String())
+	}
+
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "offered.txt"), []byte("offered\n"), 0o644)
+	for _, answer := range []string{"n", "y"} {
+		c := newCode(t)
+		sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "offered.txt")
+		sc.Dir = src
+		send := start(t, sc, nil)
+		// script(1) gives the receiver a terminal; the answer is typed ahead.
+		recvCmd := strings.Join([]string{binary(t, "pcp"), "receive", "--discovery", "mdns", "--output", out, "--timeout", "20s", c}, " ")
+		recv := start(t, exec.Command("script", "-qefc", recvCmd, "/dev/null"), strings.NewReader(answer+"\n"))
+		status := recv.wait(30 * time.Second)
+		sendStatus := send.wait(10 * time.Second)
+		screen := recv.stdout.String()
+		t.Logf("answer %s: receiver %d, sender %d\n%s\n%s", answer, status, sendStatus, screen, send.stderr.String())
+		if !strings.Contains(screen, `"offered.txt"`) || !strings.Contains(screen, "[y/N]") {
+			t.Fatalf("the prompt does not show the offer:\n%s", screen)
+		}
+		_, err := os.Stat(filepath.Join(out, "offered.txt"))
+		switch answer {
+		case "n":
+			if status == 0 || err == nil {
+				t.Fatalf("answering n: exit %d, file written: %v\n%s", status, err == nil, screen)
+			}
+			if !strings.Contains(send.stderr.String(), "refused") {
+				t.Fatalf("the sender was not told of the refusal:\n%s", send.stderr.String())
+			}
+		case "y":
+			if status != 0 || err != nil {
+				t.Fatalf("answering y: exit %d, file: %v\n%s", status, err, screen)
+			}
+		}
+	}
+}
+
+// An existing name is never overwritten without --overwrite.
+func TestOverwrite(t *testing.T) {
+	netns.Require(t)
+	src, out := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(src, "notes.txt"), []byte("new\n"), 0o644)
+	os.WriteFile(filepath.Join(out, "notes.txt"), []byte("old\n"), 0o644)
+	for _, overwrite := range []bool{false, true} {
+		c := newCode(t)
+		sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "notes.txt")
+		sc.Dir = src
+		send := start(t, sc, nil)
+		args := []string{"receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c}
+		if overwrite {
+			args = append(args, "--overwrite")
+		}
+		recv := start(t, command(t, "pcp", args...), nil)
+		status := recv.wait(30 * time.Second)
+		send.wait(10 * time.Second)
+		got, _ := os.ReadFile(filepath.Join(out, "notes.txt"))
+		if !overwrite && (status == 0 || string(got) != "old\n" || !strings.Contains(recv.stderr.String(), "--overwrite")) {
+			t.Fatalf("without --overwrite: exit %d, file %q, stderr:\n%s", status, got, recv.stderr.String())
+		}
+		if overwrite && (status != 0 || string(got) != "new\n") {
+			t.Fatalf("with --overwrite: exit %d, file %q, stderr:\n%s", status, got, recv.stderr.String())
+		}
+	}
+}
+
+// A sender killed mid-transfer leaves no file under its final name.
+func TestKilledSenderLeavesNoFile(t *testing.T) {
+	netns.Require(t)
+	src, out := t.TempDir(), t.TempDir()
+	// A sparse file: large enough to be killed in the middle of, instant to make.
+	f, err := os.Create(filepath.Join(src, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(4 << 30)
+	f.Close()
+	c := newCode(t)
+	sc := command(t, "pcp", "send", "--discovery", "mdns", "--compress", "0", "--code", c, "big.bin")
+	sc.Dir = src
+	send := start(t, sc, nil)
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c), nil)
+	// Kill the sender once the receiver has written part of the file.
+	deadline := time.Now().Add(20 * time.Second)
+	for stagedBytes(out) < 1<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver wrote nothing within 20s\nstderr:\n%s", recv.stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	send.cmd.Process.Kill()
+	if status := recv.wait(20 * time.Second); status == 0 {
+		t.Fatal("the receiver exited 0 after the sender was killed")
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Fatalf("the failed transfer left %v behind", entries)
+	}
+}
+
+// stagedBytes is how much the receiver has written so far under dir.
+func stagedBytes(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
