@@ -25,6 +25,7 @@ func receive(ctx context.Context, args []string) error {
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
+	f.QuietWithoutTerminal()
 	c, err := f.FindCode(fs.Args())
 	if err != nil {
 		return err
@@ -57,6 +58,6 @@ func receive(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("received %s in %v (%s/s) over %s; digest verified", cli.Size(res.Bytes), res.Transfer.Round(time.Millisecond), cli.Size(rate(res)), res.Peer.Transport())
+	log.Infof("received %s in %v (%s/s), %s; digest verified", amount(res), res.Transfer.Round(time.Millisecond), cli.Size(rate(res)), route(res))
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -21,6 +22,7 @@ func send(ctx context.Context, args []string) error {
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
+	f.QuietWithoutTerminal()
 	if fs.NArg() == 0 {
 		return cli.Usagef("nothing to send: give one or more paths, or - for stdin")
 	}
@@ -44,13 +46,35 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("sent %s in %v (%s/s) over %s; the receiver confirmed it", cli.Size(res.Bytes), res.Transfer.Round(time.Millisecond), cli.Size(rate(res)), res.Peer.Transport())
+	log.Infof("sent %s in %v (%s/s), %s; the receiver confirmed it", amount(res), res.Transfer.Round(time.Millisecond), cli.Size(rate(res)), route(res))
 	return nil
 }
 
+// amount says how much was moved: the files' size, and the bytes on the
+// wire when compression changed it.
+func amount(r files.Result) string {
+	if r.Size < 0 || r.Size == r.Bytes {
+		return cli.Size(r.Bytes)
+	}
+	return fmt.Sprintf("%s (%s on the wire)", cli.Size(r.Size), cli.Size(r.Bytes))
+}
+
+// rate is the files' size (or the wire bytes) per second of transfer.
 func rate(r files.Result) int64 {
+	n := r.Size
+	if n < 0 {
+		n = r.Bytes
+	}
 	if r.Transfer <= 0 {
 		return 0
 	}
-	return int64(float64(r.Bytes) / r.Transfer.Seconds())
+	return int64(float64(n) / r.Transfer.Seconds())
+}
+
+// route says how the data went: "direct over tcp", or "relayed".
+func route(r files.Result) string {
+	if t := r.Peer.Transport(); t != "relayed" {
+		return "direct over " + t
+	}
+	return "relayed"
 }

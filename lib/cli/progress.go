@@ -51,3 +51,12 @@ func (p *Progress) Finish() {
 		p.bar.Finish()
 	}
 }
+
+// QuietWithoutTerminal applies the rule of the pcp wrapper: when stderr is
+// not a terminal (a script, a cron job), only errors and a generated code
+// are printed, unless -v asks for more.
+func (f *Flags) QuietWithoutTerminal() {
+	if !f.Verbose && !term.IsTerminal(int(os.Stderr.Fd())) {
+		f.Quiet = true
+	}
+}

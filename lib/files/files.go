@@ -29,7 +29,12 @@ const (
 const maxNames = 50
 
 // Result describes a finished transfer.
-type Result = session.Result
+type Result struct {
+	session.Result
+	// Size is the total size of the files, -1 when unknown (Bytes is what
+	// went over the wire, compressed).
+	Size int64
+}
 
 // SendOptions tune Send.
 type SendOptions struct {
@@ -45,17 +50,18 @@ type SendOptions struct {
 }
 
 // Send offers paths ("-" for stdin) under c and streams them as tar+zstd.
-func Send(ctx context.Context, s *session.Session, c code.Code, paths []string, stdin io.Reader, opt SendOptions) (session.Result, error) {
+func Send(ctx context.Context, s *session.Session, c code.Code, paths []string, stdin io.Reader, opt SendOptions) (Result, error) {
 	h, write, err := prepare(paths, stdin, opt)
 	if err != nil {
-		return session.Result{}, err
+		return Result{}, err
 	}
 	pr, pw := io.Pipe()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { pw.CloseWithError(write(wctx, pw)) }()
 	defer pr.Close() // a refused or failed transfer stops the writer
-	return s.Send(ctx, c, h, pr, opt.Timeout, pipe.Options{})
+	res, err := s.Send(ctx, c, h, pr, opt.Timeout, pipe.Options{})
+	return Result{Result: res, Size: h.Size}, err
 }
 
 // prepare builds the header and the writer of the archive.
@@ -177,13 +183,14 @@ type ReceiveOptions struct {
 // into opt.Dir: under temporary names, moved into place only after the
 // end frame's digest checked out. A failed, truncated or refused transfer
 // leaves nothing under a final name.
-func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOptions) (session.Result, error) {
+func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOptions) (Result, error) {
 	if opt.Raw != nil {
 		popt := pipe.Options{Accept: confirmer(opt)}
 		if opt.Progress != nil {
 			popt.Progress = func(n int64) { opt.Progress(n, -1) }
 		}
-		return s.Receive(ctx, c, opt.Raw, opt.Timeout, popt)
+		res, err := s.Receive(ctx, c, opt.Raw, opt.Timeout, popt)
+		return Result{Result: res, Size: -1}, err
 	}
 	r := &receiver{opt: opt, ctx: ctx, extracted: make(chan struct{})}
 	r.pr, r.pw = io.Pipe()
@@ -192,10 +199,14 @@ func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOp
 	if err != nil {
 		r.pw.CloseWithError(err)
 		if xerr := r.extractError(); xerr != nil {
-			return res, xerr // the refused entry explains the failed write best
+			err = xerr // the refused entry explains the failed write best
 		}
 	}
-	return res, err
+	size := int64(-1)
+	if r.committed { // else the extractor may still be running
+		size = r.size
+	}
+	return Result{Result: res, Size: size}, err
 }
 
 // confirmer asks opt.Confirm about a header.
@@ -219,6 +230,7 @@ type receiver struct {
 	extracted chan struct{} // closed when Extract has returned, with xerr
 	xerr      error
 	committed bool
+	size      int64 // of the extracted files, once committed
 }
 
 func (r *receiver) accept(h pipe.Header) error {
@@ -255,7 +267,9 @@ func (r *receiver) accept(h pipe.Header) error {
 	}
 	r.x = x
 	go func() {
-		_, r.xerr = x.Extract(r.ctx, r.pr)
+		var sum archive.Summary
+		sum, r.xerr = x.Extract(r.ctx, r.pr)
+		r.size = sum.Size
 		// Whatever stopped the extractor also stops the pipe writing into it.
 		r.pr.CloseWithError(errOr(r.xerr, errors.New("the archive ended before the stream")))
 		close(r.extracted)
