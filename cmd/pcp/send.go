@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/pcp-dev/pcp/lib/cli"
@@ -25,6 +26,9 @@ func send(ctx context.Context, args []string) error {
 	f.QuietWithoutTerminal()
 	if fs.NArg() == 0 {
 		return cli.Usagef("nothing to send: give one or more paths, or - for stdin")
+	}
+	if fs.NArg() > 1 && slices.Contains(fs.Args(), "-") {
+		return cli.Usagef("- (stdin) cannot be sent together with other paths")
 	}
 	if opt.Level < 0 || opt.Level > 4 {
 		return cli.Usagef("--compress must be 0 to 4")

@@ -127,14 +127,14 @@ func (o Offer) String() string {
 	names := o.Names
 	more := ""
 	if len(names) > 3 {
-		more = fmt.Sprintf(" and %d more", o.Count-3)
+		more = fmt.Sprintf(" and %d more", len(names)-3)
 		names = names[:3]
 	}
-	files := "files"
+	items := "items" // files, folders and links
 	if o.Count == 1 {
-		files = "file"
+		items = "item"
 	}
-	return fmt.Sprintf("%s%s: %s in %d %s", strings.Join(quoteAll(names), ", "), more, size(o.Size), o.Count, files)
+	return fmt.Sprintf("%s%s: %s in %d %s", strings.Join(quoteAll(names), ", "), more, size(o.Size), o.Count, items)
 }
 
 func quoteAll(names []string) []string {

@@ -1,0 +1,48 @@
+package files
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pcp-dev/pcp/lib/pipe"
+)
+
+func TestOfferString(t *testing.T) {
+	tests := []struct {
+		h    pipe.Header
+		want string
+	}{
+		{pipe.Header{Kind: KindTarZstd, Names: []string{"a.txt"}, Size: 3, Count: 1}, `"a.txt": 3 B in 1 item`},
+		{pipe.Header{Kind: KindTar, Names: []string{"a", "b", "c", "d", "e"}, Size: 2 << 20, Count: 9}, `"a", "b", "c" and 2 more: 2.0 MiB in 9 items`},
+		{pipe.Header{Kind: KindTarZstd, Names: []string{"line\nbreak"}, Size: -1, Count: 1}, `"line\nbreak": an unknown size in 1 item`},
+		{pipe.Header{Kind: pipe.KindRaw, Size: -1}, "no summary"},
+	}
+	for _, tt := range tests {
+		if got := (Offer{tt.h}).String(); !strings.Contains(got, tt.want) {
+			t.Errorf("Offer%+v = %q, want it to contain %q", tt.h, got, tt.want)
+		}
+	}
+}
+
+func TestPrepareHeader(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "one"), []byte("12345"), 0o644)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sub", "two"), []byte("678"), 0o644)
+	h, _, err := prepare([]string{filepath.Join(dir, "one"), filepath.Join(dir, "sub")}, nil, SendOptions{Level: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Kind != KindTarZstd || h.Size != 8 || h.Count != 3 || strings.Join(h.Names, ",") != "one,sub" {
+		t.Fatalf("header %+v, want tar+zstd of one,sub: 8 bytes in 3 entries", h)
+	}
+	h, _, err = prepare([]string{"-"}, strings.NewReader("x"), SendOptions{Level: 0, Name: "note"})
+	if err != nil || h.Kind != KindTar || h.Size != -1 || h.Names[0] != "note" {
+		t.Fatalf("stdin header %+v, %v", h, err)
+	}
+	if _, _, err := prepare([]string{"-", dir}, nil, SendOptions{}); err == nil {
+		t.Fatal("stdin together with other paths was accepted")
+	}
+}
