@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/pcp-dev/pcp/internal/netns"
+	"github.com/pcp-dev/pcp/lib/code"
+	"github.com/pcp-dev/pcp/lib/files"
+	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/session"
 )
 
 // makeTree builds a tree with every entry type pcp carries.
@@ -283,4 +287,44 @@ func stagedBytes(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// A sender that offers one name and sends another (here a lying sender built
+// from the library) is refused: the receiver accepted "photos", not ".bashrc".
+func TestArchiveMustMatchTheOffer(t *testing.T) {
+	netns.Require(t)
+	out := t.TempDir()
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	tw.WriteHeader(&tar.Header{Name: ".bashrc", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4})
+	tw.Write([]byte("evil"))
+	tw.Close()
+	c, err := code.Parse(newCode(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.Start(t.Context(), session.Config{MDNS: true, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sent := make(chan error, 1)
+	go func() {
+		offer := pipe.Header{Kind: files.KindTar, Names: []string{"photos"}, Size: 4, Count: 1}
+		_, err := s.Send(t.Context(), c, offer, bytes.NewReader(archive.Bytes()), 20*time.Second, pipe.Options{})
+		sent <- err
+	}()
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c.String()), nil)
+	if status := recv.wait(30 * time.Second); status == 0 {
+		t.Fatal("an archive that differs from the offer was accepted")
+	}
+	if !strings.Contains(recv.stderr.String(), "not among the names offered") {
+		t.Fatalf("the refusal does not say why:\n%s", recv.stderr.String())
+	}
+	if err := <-sent; err == nil {
+		t.Fatal("the lying sender was told all was well")
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Fatalf("the refused transfer left %v", entries)
+	}
 }

@@ -35,6 +35,13 @@ func receive(ctx context.Context, args []string) error {
 	}
 	if toStdout {
 		opt.Raw = os.Stdout
+	} else if info, err := os.Stat(opt.Dir); err != nil || !info.IsDir() {
+		return cli.Usagef("--output %s: not a folder", opt.Dir)
+	}
+	log := f.Logger("pcp", os.Stderr)
+	opt.Confirm = func(o files.Offer) error {
+		log.Infof("receiving %s", o)
+		return nil
 	}
 	if !yes {
 		opt.Confirm = func(o files.Offer) error {
@@ -45,7 +52,6 @@ func receive(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	log := f.Logger("pcp", os.Stderr)
 	s, err := f.Start(ctx, log)
 	if err != nil {
 		return err

@@ -33,6 +33,12 @@ func send(ctx context.Context, args []string) error {
 	if opt.Level < 0 || opt.Level > 4 {
 		return cli.Usagef("--compress must be 0 to 4")
 	}
+	progress := f.Progress("sending")
+	opt.Progress = progress.Update
+	out, err := files.Prepare(fs.Args(), os.Stdin, opt)
+	if err != nil {
+		return err
+	}
 	log := f.Logger("pcp", os.Stderr)
 	s, err := f.Start(ctx, log)
 	if err != nil {
@@ -43,9 +49,8 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	progress := f.Progress("sending")
-	opt.Timeout, opt.Progress = f.Timeout, progress.Update
-	res, err := files.Send(ctx, s, c, fs.Args(), os.Stdin, opt)
+	log.Debugf("offering %s", out.Offer())
+	res, err := files.Send(ctx, s, c, out, f.Timeout)
 	progress.Finish()
 	if err != nil {
 		return err

@@ -1260,3 +1260,27 @@ func BenchmarkExtractRandom(b *testing.B) { benchExtract(b, randomBytes(benchSiz
 
 // BenchmarkExtractText measures Extract of 64 MiB of compressible text.
 func BenchmarkExtractText(b *testing.B) { benchExtract(b, textData(benchSize)) }
+
+// With Names set (the names the receiver was offered), any other top-level
+// name is refused: a sender cannot offer "photos" and write ".bashrc".
+func TestOnlyOfferedNames(t *testing.T) {
+	dst := t.TempDir()
+	offered := ExtractOptions{Names: []string{"photos"}}
+	sum := extractAll(t, dst, buildTar(t, []tent{dir("photos/"), reg("photos/a.jpg", "jpeg")}), offered)
+	if !slices.Equal(sum.Names, []string{"photos"}) {
+		t.Fatalf("summary %+v", sum)
+	}
+	x, err := NewExtractor(dst, offered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Abort()
+	_, err = x.Extract(context.Background(), bytes.NewReader(buildTar(t, []tent{reg(".bashrc", "evil")})))
+	var unsafe *UnsafeEntryError
+	if !errors.As(err, &unsafe) || !strings.Contains(unsafe.Reason, "not among the names offered") {
+		t.Fatalf("an unoffered name gave %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, ".bashrc")); err == nil {
+		t.Fatal(".bashrc was written")
+	}
+}

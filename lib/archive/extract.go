@@ -48,6 +48,9 @@ type ExtractOptions struct {
 	MaxSize int64
 	// MaxCount, when positive, refuses an archive with more entries.
 	MaxCount int64
+	// Names, when not nil, are the only top-level names the archive may
+	// have: the receiver passes the names it was offered and accepted.
+	Names []string
 
 	// Progress, when not nil, is called after each chunk of file data has
 	// been written to disk, with the number of bytes in the chunk. It runs
@@ -639,6 +642,9 @@ func (x *extraction) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header)
 		return unsafeEntry(hdr.Name, fmt.Sprintf("more data than the %d bytes announced", x.opt.MaxSize))
 	}
 
+	if x.opt.Names != nil && !slices.Contains(x.opt.Names, parts[0]) {
+		return unsafeEntry(hdr.Name, "not among the names offered")
+	}
 	key := strings.Join(parts, "/")
 	if n, ok := x.nodes[key]; ok && !(kind == kindDir && n.kind == kindDir && !n.explicit) {
 		return unsafeEntry(hdr.Name, "duplicate entry: an earlier entry has this name")

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/pcp-dev/pcp/lib/archive"
 	"github.com/pcp-dev/pcp/lib/code"
@@ -25,8 +26,9 @@ const (
 	KindTar     = "tar"
 )
 
-// maxNames bounds the names listed in a header; the rest are counted.
-const maxNames = 50
+// maxNames bounds the top-level names of a transfer: all are listed in the
+// header, so that the receiver can see them and refuse any other.
+const maxNames = 1000
 
 // Result describes a finished transfer.
 type Result struct {
@@ -42,26 +44,40 @@ type SendOptions struct {
 	Level int
 	// Name names the data read from stdin (the path "-").
 	Name string
-	// Timeout bounds the wait for the receiver (0: no limit).
-	Timeout time.Duration
 	// Progress is called with the bytes archived so far and the total
 	// (-1 when unknown).
 	Progress func(done, total int64)
 }
 
-// Send offers paths ("-" for stdin) under c and streams them as tar+zstd.
-func Send(ctx context.Context, s *session.Session, c code.Code, paths []string, stdin io.Reader, opt SendOptions) (Result, error) {
+// Outgoing is a prepared transfer: the offer and how to write it.
+type Outgoing struct {
+	header pipe.Header
+	write  func(context.Context, io.Writer) error
+}
+
+// Offer is what the receiver will be asked to accept.
+func (o *Outgoing) Offer() Offer { return Offer{o.header} }
+
+// Prepare checks paths ("-" for stdin) and sums them up, before any peer is
+// involved, so that a mistake shows before a code is handed out.
+func Prepare(paths []string, stdin io.Reader, opt SendOptions) (*Outgoing, error) {
 	h, write, err := prepare(paths, stdin, opt)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
+	return &Outgoing{header: h, write: write}, nil
+}
+
+// Send announces c and streams the prepared transfer as tar+zstd to the
+// receiver that accepts it.
+func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, timeout time.Duration) (Result, error) {
 	pr, pw := io.Pipe()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { pw.CloseWithError(write(wctx, pw)) }()
+	go func() { pw.CloseWithError(out.write(wctx, pw)) }()
 	defer pr.Close() // a refused or failed transfer stops the writer
-	res, err := s.Send(ctx, c, h, pr, opt.Timeout, pipe.Options{})
-	return Result{Result: res, Size: h.Size}, err
+	res, err := s.Send(ctx, c, out.header, pr, timeout, pipe.Options{})
+	return Result{Result: res, Size: out.header.Size}, err
 }
 
 // prepare builds the header and the writer of the archive.
@@ -84,6 +100,9 @@ func prepare(paths []string, stdin io.Reader, opt SendOptions) (pipe.Header, fun
 		if name == "" {
 			name = "stdin"
 		}
+		if name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+			return pipe.Header{}, nil, fmt.Errorf("--name %q: want a plain file name", name)
+		}
 		h := pipe.Header{Kind: kind, Names: []string{name}, Size: -1, Count: 1}
 		return h, func(ctx context.Context, w io.Writer) error {
 			return archive.WriteStream(ctx, w, name, stdin, wopt)
@@ -98,11 +117,10 @@ func prepare(paths []string, stdin io.Reader, opt SendOptions) (pipe.Header, fun
 	if err != nil {
 		return pipe.Header{}, nil, err
 	}
-	names := sum.Names
-	if len(names) > maxNames {
-		names = names[:maxNames]
+	if len(sum.Names) > maxNames {
+		return pipe.Header{}, nil, fmt.Errorf("%d paths to send (at most %d): put them in a folder", len(sum.Names), maxNames)
 	}
-	h := pipe.Header{Kind: kind, Names: names, Size: sum.Size, Count: sum.Count}
+	h := pipe.Header{Kind: kind, Names: sum.Names, Size: sum.Size, Count: sum.Count}
 	total = sum.Size
 	return h, func(ctx context.Context, w io.Writer) error {
 		return archive.Write(ctx, w, paths, wopt)
@@ -236,6 +254,9 @@ type receiver struct {
 func (r *receiver) accept(h pipe.Header) error {
 	o := Offer{h}
 	xopt := archive.ExtractOptions{Overwrite: r.opt.Overwrite}
+	if o.Described() {
+		xopt.Names = h.Names // the archive may hold nothing else
+	}
 	if o.Described() && h.Size >= 0 {
 		// What was accepted bounds what may come (with slack for files that
 		// grew while being sent).

@@ -48,6 +48,9 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 	if err := c.send(frame.Accept, nil); err != nil {
 		return 0, fmt.Errorf("send accept: %w", err)
 	}
+	if opt.Accepted != nil {
+		opt.Accepted()
+	}
 
 	digest := newDigest()
 	flowed := false // whether any DATA frame came: only then is a lost stream a truncation

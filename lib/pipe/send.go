@@ -36,6 +36,9 @@ type Options struct {
 	// Commit (receiver only) is called once the data is verified and before
 	// the ACK: flush and move into place here. An error aborts the transfer.
 	Commit func() error
+	// Accepted, if set, is called when the receiver has accepted and the
+	// data phase begins.
+	Accepted func()
 }
 
 // Send offers h, then streams src to the receiver. It returns the number of
@@ -64,6 +67,9 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	}
 	switch t {
 	case frame.Accept:
+		if opt.Accepted != nil {
+			opt.Accepted()
+		}
 	case frame.Reject:
 		return 0, &RejectedError{Reason: sanitize(p)}
 	default:

@@ -118,7 +118,27 @@ type Result struct {
 	Peer     *rendezvous.Peer
 	Bytes    int64
 	Found    time.Duration // from start to the authenticated peer
-	Transfer time.Duration // the data phase
+	Transfer time.Duration // the data phase: from the receiver's consent to the end
+
+	accepted time.Time
+}
+
+// timed makes opt record in res when the data phase begins.
+func timed(opt *pipe.Options, res *Result) pipe.Options {
+	o := *opt
+	o.Accepted = func() {
+		res.accepted = time.Now()
+		if opt.Accepted != nil {
+			opt.Accepted()
+		}
+	}
+	return o
+}
+
+func (r *Result) finish() {
+	if !r.accepted.IsZero() {
+		r.Transfer = time.Since(r.accepted)
+	}
 }
 
 // Send announces c, waits up to timeout (0: no limit) for a finder that
@@ -141,9 +161,9 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	}
 	res := Result{Peer: p, Found: time.Since(start)}
 	s.log.Infof("peer %s authenticated; sending over %s", node.ShortID(p.ID), p.Transport())
-	t := time.Now()
-	n, err := pipe.Send(ctx, p.Stream, h, src, opt)
-	res.Bytes, res.Transfer = n, time.Since(t)
+	n, err := pipe.Send(ctx, p.Stream, h, src, timed(&opt, &res))
+	res.Bytes = n
+	res.finish()
 	return res, err
 }
 
@@ -160,9 +180,9 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	defer p.Stream.Close()
 	res := Result{Peer: p, Found: time.Since(start)}
 	s.log.Infof("peer %s found by %s and authenticated; receiving over %s", node.ShortID(p.ID), p.Source, p.Transport())
-	t := time.Now()
-	n, err := pipe.Receive(ctx, p.Stream, dst, opt)
-	res.Bytes, res.Transfer = n, time.Since(t)
+	n, err := pipe.Receive(ctx, p.Stream, dst, timed(&opt, &res))
+	res.Bytes = n
+	res.finish()
 	return res, err
 }
 
