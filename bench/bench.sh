@@ -8,7 +8,13 @@
 #      including discovery and authentication; the ratio to raw TCP; and a
 #      64 MiB transfer whose output is checked with sha256sum;
 #   3. the rendezvous time through a private DHT of 3 `pcp node` processes;
-#   4. the receiver's peak RSS for the 64 MiB and the 1 GiB transfers.
+#   4. the receiver's peak RSS for the 64 MiB and the 1 GiB transfers;
+#   5. pcp send / pcp receive of one 1 GiB file, random and text, with
+#      --compress 1 (the default) and --compress 0, extracted into a folder
+#      on disk: the wall time from launching both commands to the
+#      receiver's exit, the data phase, the rate of the uncompressed size,
+#      the size on the wire and the receiver's peak RSS, next to pcp-pipe's
+#      1 GiB rate; the first run of each content is checked with cmp.
 #
 # Everything runs inside a private network namespace made for this script
 # (it re-executes itself under `unshare --net`), with only loopback up, so
@@ -18,7 +24,8 @@
 #
 # Environment: PCP_BIN (the directory of pcp and pcp-pipe; default bin/),
 # BENCH_RUNS (1 GiB runs of raw TCP and of pcp-pipe, default 3),
-# BENCH_DHT_RUNS (rendezvous runs, default 5).
+# BENCH_DHT_RUNS (rendezvous runs, default 5), BENCH_SEND_RUNS (pcp send
+# runs of each content and level, default 3).
 #
 # Exit status: 0 when every step worked, whether or not the figures meet
 # their targets (a missed target is marked BELOW TARGET); 1 when a step failed.
@@ -34,7 +41,7 @@ export PCP_BIN=${PCP_BIN:-$repo/bin}
 # one the script was started in.
 own_ns=$(readlink /proc/self/ns/net)
 if [[ ${PCP_BENCH_NETNS:-} != 1 || -z ${PCP_BENCH_OUTER_NS:-} || $own_ns == "$PCP_BENCH_OUTER_NS" ]]; then
-	for tool in unshare ip timeout sha256sum go awk; do
+	for tool in unshare ip timeout sha256sum go awk cmp base64 seq paste truncate; do
 		command -v "$tool" >/dev/null || { echo "bench: FAILED: '$tool' is needed" >&2; exit 1; }
 	done
 	# --kill-child: if unshare dies, the script inside gets SIGTERM and
@@ -123,6 +130,11 @@ calc() {
 	awk "${args[@]}" "BEGIN { print $expr }"
 }
 
+# gbs MBPS: a rate in MB/s as GB/s.
+gbs() {
+	calc 'r / 1000' r="$1"
+}
+
 # median NUMBER...
 median() {
 	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
@@ -152,7 +164,9 @@ big=$((1 << 30))
 small=$((64 << 20))
 runs=${BENCH_RUNS:-3}
 dht_runs=${BENCH_DHT_RUNS:-5}
-[[ $runs =~ ^[1-9][0-9]*$ && $dht_runs =~ ^[1-9][0-9]*$ ]] || fail "BENCH_RUNS and BENCH_DHT_RUNS must be positive integers"
+send_runs=${BENCH_SEND_RUNS:-3}
+[[ $runs =~ ^[1-9][0-9]*$ && $dht_runs =~ ^[1-9][0-9]*$ && $send_runs =~ ^[1-9][0-9]*$ ]] ||
+	fail "BENCH_RUNS, BENCH_DHT_RUNS and BENCH_SEND_RUNS must be positive integers"
 pipe_bin=$PCP_BIN/pcp-pipe
 pcp_bin=$PCP_BIN/pcp
 [[ -x $pipe_bin && -x $pcp_bin ]] || fail "no pcp-pipe and pcp in $PCP_BIN (run make build)"
@@ -183,7 +197,30 @@ timeout 120 head -c "$big" /dev/urandom >"$tmp/in-1g" || fail "making 1 GiB of r
 timeout 60 head -c "$small" "$tmp/in-1g" >"$tmp/in-64m" || fail "making the 64 MiB input"
 [[ $(stat -c %s "$tmp/in-1g") == "$big" ]] || fail "the 1 GiB input has the wrong size"
 printf '%s\n' x >"$tmp/tiny"
+# 1 GiB of text for pcp send: numbered lines, each with 32 characters of
+# base64 of random bytes, which zstd level 1 compresses to about a third.
+# A chunk of 512 Ki lines (45.6 MB) is repeated: a repeat lies far beyond
+# any zstd window at the fast levels, so it does not help the compression.
+text_start=$EPOCHREALTIME
+timeout 60 head -c $((12 << 20)) "$tmp/in-1g" | timeout 60 base64 -w 32 >"$tmp/text-b64" || fail "making the text's base64 lines"
+text_lines=$(wc -l <"$tmp/text-b64")
+timeout 60 seq -f 'line %07g of the pcp benchmark text, status=ok, id=' 1 "$text_lines" |
+	timeout 60 paste -d '' - "$tmp/text-b64" >"$tmp/text-chunk" || fail "making the text chunk"
+chunk_size=$(stat -c %s "$tmp/text-chunk")
+((chunk_size > 0)) || fail "the text chunk is empty"
+for ((i = 0; i * chunk_size < big; i++)); do
+	timeout 30 cat -- "$tmp/text-chunk" || fail "making 1 GiB of text"
+done >"$tmp/text-1g"
+(($(stat -c %s "$tmp/text-1g") >= big)) || fail "the repeated text is shorter than 1 GiB"
+timeout 60 truncate -s "$big" "$tmp/text-1g" || fail "cutting the text to 1 GiB"
+[[ $(stat -c %s "$tmp/text-1g") == "$big" ]] || fail "the 1 GiB text has the wrong size"
+rm -f -- "$tmp/text-b64" "$tmp/text-chunk"
+# Written back now, not by the kernel's flusher 30 s later, in the middle
+# of a measurement on this machine's few cores.
+timeout 120 sync -- "$tmp/in-1g" "$tmp/in-64m" "$tmp/text-1g" || fail "syncing the inputs"
+text_secs=$(calc 't1 - t0' t1="$EPOCHREALTIME" t0="$text_start")
 echo "inputs: 1 GiB and 64 MiB of random bytes in $tmp (read with < redirection, page cache warm)"
+printf 'inputs: 1 GiB of text (%d-line chunks of %.1f MB, repeated) made in %.1f s\n' "$text_lines" "$(calc 'c / 1e6' c="$chunk_size")" "$text_secs"
 echo
 
 # --- 1. raw TCP ------------------------------------------------------------
@@ -346,6 +383,122 @@ printf 'recv peak RSS:         64 MiB: %.0f MB%s   1 GiB: %.0f MB (max of %d)%s 
 	"$rss_small" "$(below "$rss_small < 100")" "$rss_big_max" "$runs" "$(below "$rss_big_max < 100")"
 echo
 
+# --- 5. pcp send / pcp receive ---------------------------------------------
+# bytes_of SIZE: a size as pcp prints it ("310.2 MiB") in bytes, as precise
+# as the printed figure.
+bytes_of() {
+	awk -v s="$1" 'BEGIN {
+		if (split(s, f, " ") != 2 || f[1] !~ /^[0-9.]+$/) exit 1
+		if (f[2] == "B") k = 0
+		else if (f[2] ~ /^[KMGTPE]iB$/) k = index("KMGTPE", substr(f[2], 1, 1))
+		else exit 1
+		printf "%.0f\n", f[1] * 1024 ^ k
+	}'
+}
+
+# send_run TAG INPUT LEVEL CHECK: one `pcp send --compress LEVEL INPUT` found
+# by mDNS, received by `pcp receive --yes --output DIR` into an empty folder
+# in the scratch directory, which is removed afterwards; with CHECK=1 the
+# extracted file is compared with INPUT. Both commands run under `tcpcopy
+# run`. Sets: s_wall (from launching both commands to the receiver's exit,
+# s), s_data (the receiver's data phase, s), s_found (receiver: host start +
+# discovery and authentication, s), s_wire (the receiver's count of bytes
+# on the wire, to 0.1 MiB), s_transport, s_rss_mb (receiver), s_cpu_send,
+# s_cpu_recv (user + sys, s).
+send_run() {
+	local tag=$1 input=$2 level=$3 check=$4 out=$tmp/send-out s r rc t0 t1 line amount size wire dur route host found got
+	rm -rf -- "$out"
+	mkdir -- "$out"
+	new_code
+	t0=$EPOCHREALTIME
+	spawn 180 /dev/null /dev/null "$tmp/$tag.send.err" "$tcpcopy" run -o "$tmp/$tag.send.run" -- \
+		"$pcp_bin" send --discovery mdns --timeout 60s --code "$code" --compress "$level" -v "$input"
+	s=$spawned
+	spawn 180 /dev/null /dev/null "$tmp/$tag.recv.err" "$tcpcopy" run -o "$tmp/$tag.recv.run" -- \
+		"$pcp_bin" receive --discovery mdns --timeout 60s --yes --output "$out" -v "$code"
+	r=$spawned
+	rc=0
+	reap "$r" || rc=$?
+	t1=$EPOCHREALTIME
+	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: pcp receive exited $rc"; }
+	reap "$s" || rc=$?
+	((rc == 0)) || { show "$tmp/$tag.send.err"; show "$tmp/$tag.recv.err"; fail "$tag: pcp send exited $rc"; }
+
+	# pcp: received 1.0 GiB (310.2 MiB on the wire) in 1.234s (829.8 MiB/s), direct over tcp; digest verified
+	# (without "(… on the wire)" when the wire carried as many bytes as the files hold)
+	line=$(sed -n 's/^pcp: received \(.*\) in \([^ ]*\) ([^)]*\/s), \(.*\); digest verified$/\1|\2|\3/p' "$tmp/$tag.recv.err")
+	[[ -n $line ]] || { show "$tmp/$tag.recv.err"; fail "$tag: no 'received … digest verified' line"; }
+	IFS='|' read -r amount dur route <<<"$line"
+	size=${amount%% (*}
+	wire=$size
+	if [[ $amount =~ \((.*)\ on\ the\ wire\)$ ]]; then wire=${BASH_REMATCH[1]}; fi
+	[[ $size == "1.0 GiB" ]] || { show "$tmp/$tag.recv.err"; fail "$tag: the receiver got $size of files, want 1.0 GiB"; }
+	grep -qF "pcp: sent $amount in " "$tmp/$tag.send.err" && grep -q '; the receiver confirmed it$' "$tmp/$tag.send.err" ||
+		{ show "$tmp/$tag.send.err"; fail "$tag: no 'sent $amount … confirmed' line from the sender"; }
+	s_transport=${route#direct over }
+	s_wire=$(bytes_of "$wire") || fail "$tag: cannot read the size '$wire'"
+	got=$out/$(basename -- "$input")
+	[[ -f $got && $(stat -c %s "$got") == "$big" ]] || { ls -la "$out" >&2; fail "$tag: no 1 GiB file $got after the transfer"; }
+	if ((check)); then
+		timeout 60 cmp -- "$input" "$got" || fail "$tag: the extracted file differs from the input"
+	fi
+	rm -rf -- "$out"
+
+	host=$(sed -n 's/^pcp: host .* started in \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
+	found=$(sed -n 's/^pcp: [a-z]*: authenticated .* (\(.*\) after start)$/\1/p' "$tmp/$tag.recv.err")
+	s_data=$(seconds "$dur") || fail "$tag: cannot read the duration '$dur'"
+	s_found=$(calc 'h + f' h="$(seconds "${host:-0s}")" f="$(seconds "${found:-0s}")")
+	s_wall=$(calc 't1 - t0' t1="$t1" t0="$t0")
+	s_rss_mb=$(calc 'k * 1024 / 1e6' k="$(runfield "$tmp/$tag.recv.run" maxrss_kb)")
+	s_cpu_send=$(cpu "$tmp/$tag.send.run")
+	s_cpu_recv=$(cpu "$tmp/$tag.recv.run")
+}
+
+echo "== pcp send: a 1 GiB file, send --discovery mdns --compress 1 and 0 FILE, receive --yes --output DIR (extracted to disk), $send_runs runs each"
+declare -A send_wall=() send_data=() send_wire=()
+send_rss_max=0
+for content in random text; do
+	input=$tmp/in-1g
+	[[ $content == random ]] || input=$tmp/text-1g
+	for level in 1 0; do
+		walls=() datas=() wires=()
+		for ((i = 1; i <= send_runs; i++)); do
+			check=0
+			if ((i == 1 && level == 1)); then check=1; fi
+			send_run "send-$content-c$level-$i" "$input" "$level" "$check"
+			walls+=("$(calc 'b / w / 1e6' b="$big" w="$s_wall")")
+			datas+=("$(calc 'b / d / 1e6' b="$big" d="$s_data")")
+			wires+=("$s_wire")
+			send_rss_max=$(calc '(a > b ? a : b)' a="$send_rss_max" b="$s_rss_mb")
+			verified=""
+			((check == 0)) || verified=" | cmp: identical"
+			printf '  %-6s --compress %d run %d   wall %.3f s %6.0f MB/s | data %.3f s %6.0f MB/s | found in %.3f s | wire %.0f MB (%.0f%%) over %s | recv RSS %.0f MB | CPU send %.2f s, recv %.2f s%s\n' \
+				"$content" "$level" "$i" "$s_wall" "${walls[-1]}" "$s_data" "${datas[-1]}" "$s_found" \
+				"$(calc 'w / 1e6' w="$s_wire")" "$(calc '100 * w / b' w="$s_wire" b="$big")" "$s_transport" \
+				"$s_rss_mb" "$s_cpu_send" "$s_cpu_recv" "$verified"
+		done
+		send_wall[$content,$level]=$(median "${walls[@]}")
+		send_data[$content,$level]=$(median "${datas[@]}")
+		send_wire[$content,$level]=$(median "${wires[@]}")
+	done
+done
+# Compared on the data phase, which discovery's jitter does not blur.
+send_note=""
+if awk -v c1="${send_data[random,1]}" -v c0="${send_data[random,0]}" 'BEGIN { exit !(c1 < 0.8 * c0) }'; then
+	send_note=$(printf 'note: random data with --compress 1 is %.0f%% slower than with --compress 0 (data phase): incompressible data costs throughput' \
+		"$(calc '100 * (1 - c1 / c0)' c1="${send_data[random,1]}" c0="${send_data[random,0]}")")
+fi
+for content in random text; do
+	printf 'pcp send %-6s 1 GiB:  wall %.2f GB/s (--compress 1), %.2f GB/s (--compress 0) | data phase %.2f, %.2f GB/s | wire %.0f%%, %.0f%% of 1 GiB\n' \
+		"$content" "$(gbs "${send_wall[$content,1]}")" "$(gbs "${send_wall[$content,0]}")" \
+		"$(gbs "${send_data[$content,1]}")" "$(gbs "${send_data[$content,0]}")" \
+		"$(calc '100 * w / b' w="${send_wire[$content,1]}" b="$big")" "$(calc '100 * w / b' w="${send_wire[$content,0]}" b="$big")"
+done
+printf 'pcp-pipe 1 GiB:         wall %.2f GB/s | data phase %.2f GB/s (to /dev/null, section 2)\n' "$(gbs "$wall_rate")" "$(gbs "$data_rate")"
+printf 'pcp receive peak RSS:   %.0f MB (max over the pcp send runs)\n' "$send_rss_max"
+[[ -z $send_note ]] || echo "$send_note"
+echo
+
 # --- summary ---------------------------------------------------------------
 echo "== summary ($(calc 'int(t1 - t0 + 0.5)' t1="$EPOCHREALTIME" t0="$bench_start") s)"
 printf '  raw tcp         %.2f GB/s\n' "$(calc 'r / 1000' r="$tcp_rate")"
@@ -354,3 +507,11 @@ printf '  pcp-pipe        %.2f GB/s (data phase), %.2f GB/s wall   ratio %.2f%s 
 printf '  rendezvous      median %.2f s over %d (dht, 3 nodes)%s\n' "$rendezvous_median" "$dht_runs" "$(below "$rendezvous_median < 1")"
 printf '  recv peak RSS   64 MiB: %.0f MB%s   1 GiB: %.0f MB%s\n' \
 	"$rss_small" "$(below "$rss_small < 100")" "$rss_big_max" "$(below "$rss_big_max < 100")"
+printf '  pcp send random 1 GiB: %.2f GB/s (--compress 1), %.2f GB/s (--compress 0)   raw pipe %.2f GB/s   (wall, to disk; data phase %.2f, %.2f GB/s)\n' \
+	"$(gbs "${send_wall[random,1]}")" "$(gbs "${send_wall[random,0]}")" "$(gbs "$wall_rate")" \
+	"$(gbs "${send_data[random,1]}")" "$(gbs "${send_data[random,0]}")"
+printf '  pcp send text   1 GiB: %.2f GB/s (--compress 1), %.2f GB/s (--compress 0)   wire %.0f%% at level 1   (wall, to disk; data phase %.2f, %.2f GB/s)\n' \
+	"$(gbs "${send_wall[text,1]}")" "$(gbs "${send_wall[text,0]}")" "$(calc '100 * w / b' w="${send_wire[text,1]}" b="$big")" \
+	"$(gbs "${send_data[text,1]}")" "$(gbs "${send_data[text,0]}")"
+printf '  pcp receive RSS %.0f MB (peak over the pcp send runs)\n' "$send_rss_max"
+[[ -z $send_note ]] || echo "  $send_note"
