@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/multiformats/go-multistream"
 
 	"github.com/pcp-dev/pcp/lib/auth"
@@ -48,8 +49,10 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		err  error
 	}
 	results := make(chan result)
-	tried := map[peer.ID]bool{} // being tried, or failed authentication
+	retry := make(chan discovery.Candidate)
+	tried := map[peer.ID]bool{} // being tried, failed, or waiting to be tried again
 	seen := map[peer.ID]bool{}  // every candidate, for the NotFoundError
+	failures := map[peer.ID]int{}
 	pending, methodsLeft, wrongCodes := 0, len(cfg.Methods), 0
 	start := time.Now()
 	conclude := func() error {
@@ -60,6 +63,18 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 			return ctx.Err()
 		}
 		return &NotFoundError{Candidates: len(seen), DHT: usesDHT}
+	}
+	try := func(c discovery.Candidate) {
+		go func() {
+			p, err := attempt(ctx, cfg, password, c, want)
+			select {
+			case results <- result{c, p, err}:
+			case <-ctx.Done():
+				if p != nil {
+					p.Stream.Reset()
+				}
+			}
+		}()
 	}
 	for {
 		if methodsLeft == 0 && pending == 0 {
@@ -74,16 +89,9 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 			seen[c.ID] = true
 			pending++
 			cfg.Log.Debugf("%s: found candidate %s after %v", c.Source, node.ShortID(c.ID), since(start))
-			go func() {
-				p, err := attempt(ctx, cfg, password, c, want)
-				select {
-				case results <- result{c, p, err}:
-				case <-ctx.Done():
-					if p != nil {
-						p.Stream.Reset()
-					}
-				}
-			}()
+			try(c)
+		case c := <-retry:
+			try(c)
 		case r := <-results:
 			pending--
 			var rejected *RejectedError
@@ -102,10 +110,30 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 				if pending == 0 {
 					return nil, auth.ErrWrongCode
 				}
-			default:
+			case !errors.As(r.err, new(*unreachableError)):
+				// It answered, but not as a pcp announcer of this code would.
 				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, node.ShortID(r.cand.ID), r.err)
-				// Unreachable now is not unreachable forever: let discovery offer it again.
-				delete(tried, r.cand.ID)
+			default:
+				// Unreachable now is not unreachable forever (a sender that
+				// is still starting, a network that comes back): try again.
+				failures[r.cand.ID]++
+				delay := retryDelay(failures[r.cand.ID])
+				if failures[r.cand.ID] == 1 && r.cand.Source == "peer" {
+					cfg.Log.Infof("cannot reach %s yet (%v); trying again until the timeout", node.ShortID(r.cand.ID), r.err)
+				}
+				cfg.Log.Debugf("%s: candidate %s: %v; again in %v", r.cand.Source, node.ShortID(r.cand.ID), r.err, delay)
+				pending++
+				go func(c discovery.Candidate) {
+					select {
+					case <-time.After(delay):
+					case <-ctx.Done():
+						return
+					}
+					select {
+					case retry <- c:
+					case <-ctx.Done():
+					}
+				}(r.cand)
 			}
 		case <-methodDone:
 			methodsLeft--
@@ -115,13 +143,28 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 	}
 }
 
+// retryDelay is the pause before the n-th new attempt at an unreachable
+// candidate: 250 ms, doubling up to 5 s.
+func retryDelay(n int) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 1; i < n && d < 5*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Second)
+}
+
 // attempt connects to one candidate, authenticates and sends the request.
 func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candidate, want string) (*Peer, error) {
 	h := cfg.Host
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
+	// Find paces its own attempts: a failed dial a moment ago must not
+	// refuse this one (the swarm's backoff would, for 5 s and more).
+	if sw, ok := h.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(c.ID)
+	}
 	if err := h.Connect(dctx, c.AddrInfo); err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, &unreachableError{err}
 	}
 	start := time.Now()
 	s, err := h.NewStream(network.WithAllowLimitedConn(dctx, "pcp rendezvous"), c.ID, Protocol)
@@ -168,3 +211,9 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
+
+// unreachableError is a failure to connect to a candidate, which may pass.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return "connect: " + e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multistream"
 
 	"github.com/pcp-dev/pcp/internal/netns"
@@ -277,6 +279,51 @@ func TestFindStaticPeer(t *testing.T) {
 		t.Fatalf("Find returned %s with Source %q, want %s with Source peer", r.peer.ID, r.peer.Source, ah.ID())
 	}
 	exchange(t, r.peer.Stream, ap.Stream, "static")
+}
+
+// A finder given an address where nothing listens yet keeps trying: the
+// announcer may start a moment later (recv --peer before send is up).
+func TestFindStaticPeerNotUpYet(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "ability-hammer-ladder-oven")
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)
+	fh := newHost(t)
+	_, alog := newRecorder(t, "announcer")
+	_, flog := newRecorder(t, "finder")
+	res := findAsync(timeout(t, 20*time.Second), rendezvous.Config{
+		Host: fh, Code: c, Log: flog,
+		Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{{ID: id, Addrs: []ma.Multiaddr{ma.StringCast(listen)}}}}},
+	}, rendezvous.WantPipe)
+	time.Sleep(time.Second)
+	ah, err := node.New(node.Config{Listen: []string{listen}, Identity: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ah.Close() })
+	a := announce(t, rendezvous.Config{Host: ah, Code: c, Log: alog})
+	ap := next(t, a, 10*time.Second)
+	if err := ap.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	r := await(t, res, 5*time.Second)
+	if r.err != nil || r.peer.ID != id {
+		t.Fatalf("Find: %v, %v; want the announcer that came up late", r.peer, r.err)
+	}
+	// Up after 1 s, found by the attempt at 1.75 s: no dial backoff in the way.
+	if r.elapsed > 4*time.Second {
+		t.Fatalf("Find took %v to reach an announcer that was up after 1 s", r.elapsed)
+	}
 }
 
 // A finder with a wrong code learns so at once, and the announcer counts
