@@ -47,6 +47,16 @@ func protocolErrorf(format string, args ...any) error {
 	return &ProtocolError{Reason: fmt.Sprintf(format, args...)}
 }
 
+// RefusedError reports an announcer that refused to authenticate at all: it
+// has stopped accepting (its guess budget is spent).
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "the peer refused: " + e.Reason }
+
+// Refuse tells a finder, in place of the announcer's PAKE message, that it
+// will not be authenticated.
+func Refuse(w io.Writer, reason string) error { return frame.Write(w, frame.Reject, []byte(reason)) }
+
 // Peers names the two ends of an authenticated stream. Both IDs come from the
 // libp2p connection (host.ID() and Conn().RemotePeer()), never from a message.
 type Peers struct {
@@ -65,9 +75,14 @@ func Finder(rw io.ReadWriter, password []byte, peers Peers) error {
 		return fmt.Errorf("send pake message: %w", err)
 	}
 	r := frame.NewReader(rw, MaxMessage)
-	msg, err := expect(r, frame.PAKE)
-	if err != nil {
-		return err
+	t, msg, err := r.Next()
+	switch {
+	case err != nil:
+		return readError(err)
+	case t == frame.Reject:
+		return &RefusedError{Reason: string(msg)}
+	case t != frame.PAKE:
+		return protocolErrorf("got %v frame, want PAKE", t)
 	}
 	if err := update(p, msg, 1); err != nil {
 		return err

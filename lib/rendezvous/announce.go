@@ -85,8 +85,9 @@ func (a *Announcer) handle(ctx context.Context, s network.Stream) {
 	a.mu.Lock()
 	spent := a.spent
 	a.mu.Unlock()
-	if spent {
-		s.Reset() // the guess budget is spent: even the right code is too late
+	if spent { // even the right code is too late
+		auth.Refuse(s, "too many wrong codes were tried; this code no longer works: start again with a new one")
+		s.Close()
 		return
 	}
 	select {

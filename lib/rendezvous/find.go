@@ -99,7 +99,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 			case r.err == nil:
 				cfg.Log.Debugf("%s: authenticated %s in %v (%v after start)", r.cand.Source, node.ShortID(r.cand.ID), r.peer.AuthTime.Round(time.Millisecond), since(start))
 				return r.peer, nil
-			case errors.As(r.err, &rejected):
+			case errors.As(r.err, &rejected), errors.As(r.err, new(*auth.RefusedError)):
 				return nil, r.err
 			case errors.Is(r.err, auth.ErrWrongCode):
 				wrongCodes++
@@ -110,12 +110,12 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 				if pending == 0 {
 					return nil, auth.ErrWrongCode
 				}
-			case !errors.As(r.err, new(*unreachableError)):
-				// It answered, but not as a pcp announcer of this code would.
+			case errors.Is(r.err, errNotPcp), errors.As(r.err, new(*auth.ProtocolError)):
+				// It answered, but not as a pcp announcer would: never again.
 				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, node.ShortID(r.cand.ID), r.err)
 			default:
-				// Unreachable now is not unreachable forever (a sender that
-				// is still starting, a network that comes back): try again.
+				// Unreachable or cut off now is not forever (a sender that is
+				// still starting, a network that comes back): try again.
 				failures[r.cand.ID]++
 				delay := retryDelay(failures[r.cand.ID])
 				if failures[r.cand.ID] == 1 && r.cand.Source == "peer" {
@@ -164,7 +164,7 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 		sw.Backoff().Clear(c.ID)
 	}
 	if err := h.Connect(dctx, c.AddrInfo); err != nil {
-		return nil, &unreachableError{err}
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	start := time.Now()
 	s, err := h.NewStream(network.WithAllowLimitedConn(dctx, "pcp rendezvous"), c.ID, Protocol)
@@ -211,9 +211,3 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
-
-// unreachableError is a failure to connect to a candidate, which may pass.
-type unreachableError struct{ err error }
-
-func (e *unreachableError) Error() string { return "connect: " + e.err.Error() }
-func (e *unreachableError) Unwrap() error { return e.err }
