@@ -24,6 +24,7 @@ type Announcer struct {
 
 	mu       sync.Mutex
 	failures int
+	inFlight int  // authentications under way, each a possible wrong guess
 	spent    bool // the guess budget ran out: authenticate no one any more
 	closed   bool
 }
@@ -82,14 +83,16 @@ func (a *Announcer) Close() {
 }
 
 func (a *Announcer) handle(ctx context.Context, s network.Stream) {
-	a.mu.Lock()
-	spent := a.spent
-	a.mu.Unlock()
-	if spent { // even the right code is too late
+	switch a.reserve() {
+	case budgetSpent: // even the right code is too late
 		auth.Refuse(s, "too many wrong codes were tried; this code no longer works: start again with a new one")
 		s.Close()
 		return
+	case budgetBusy: // the guesses in flight could spend the rest: later
+		s.Reset()
+		return
 	}
+	defer a.release()
 	select {
 	case a.sem <- struct{}{}:
 		defer func() { <-a.sem }()
@@ -130,6 +133,36 @@ func (a *Announcer) handle(ctx context.Context, s network.Stream) {
 	case <-ctx.Done():
 		s.Reset()
 	}
+}
+
+type reservation int
+
+const (
+	reserved reservation = iota
+	budgetSpent
+	budgetBusy
+)
+
+// reserve counts one more authentication in flight, unless the guesses
+// already made and those in flight could spend the budget: every one in
+// flight may turn out to be a wrong guess, and the budget is a hard bound.
+func (a *Announcer) reserve() reservation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.spent:
+		return budgetSpent
+	case a.failures+a.inFlight >= a.cfg.Code.GuessBudget():
+		return budgetBusy
+	}
+	a.inFlight++
+	return reserved
+}
+
+func (a *Announcer) release() {
+	a.mu.Lock()
+	a.inFlight--
+	a.mu.Unlock()
 }
 
 func (a *Announcer) wrongCode(who string) {

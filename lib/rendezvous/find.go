@@ -22,9 +22,12 @@ import (
 // authenticates with each candidate (several at once) and returns the first
 // that proves the code and accepts want.
 //
-// It fails with auth.ErrWrongCode when candidates were reached but none
-// knew the code, with a *TooManyGuessesError when the guess budget is spent,
-// and with a *NotFoundError when ctx's deadline passes first.
+// A candidate that cannot be reached, or breaks off, is tried again with a
+// growing pause; one that is not a pcp announcer is dropped. When every
+// candidate so far failed the code (or refused), Find goes on looking for
+// SettleTime, then fails with auth.ErrWrongCode (or the refusal). It fails
+// with a *TooManyGuessesError when the guess budget is spent, and with a
+// *NotFoundError when ctx's deadline passes first.
 func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -54,11 +57,15 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 	seen := map[peer.ID]bool{}  // every candidate, for the NotFoundError
 	failures := map[peer.ID]int{}
 	pending, methodsLeft, wrongCodes := 0, len(cfg.Methods), 0
+	var refused error           // the last candidate that refused to authenticate
+	var settle <-chan time.Time // after a failure, how long to wait for other candidates
 	start := time.Now()
 	conclude := func() error {
 		switch {
 		case wrongCodes > 0:
 			return auth.ErrWrongCode
+		case refused != nil:
+			return refused
 		case errors.Is(ctx.Err(), context.Canceled):
 			return ctx.Err()
 		}
@@ -99,16 +106,16 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 			case r.err == nil:
 				cfg.Log.Debugf("%s: authenticated %s in %v (%v after start)", r.cand.Source, node.ShortID(r.cand.ID), r.peer.AuthTime.Round(time.Millisecond), since(start))
 				return r.peer, nil
-			case errors.As(r.err, &rejected), errors.As(r.err, new(*auth.RefusedError)):
+			case errors.As(r.err, &rejected):
 				return nil, r.err
+			case errors.As(r.err, new(*auth.RefusedError)):
+				refused = r.err
+				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, node.ShortID(r.cand.ID), r.err)
 			case errors.Is(r.err, auth.ErrWrongCode):
 				wrongCodes++
 				cfg.Log.Debugf("%s: %s does not know the code", r.cand.Source, node.ShortID(r.cand.ID))
 				if wrongCodes >= cfg.Code.GuessBudget() {
 					return nil, &TooManyGuessesError{N: wrongCodes}
-				}
-				if pending == 0 {
-					return nil, auth.ErrWrongCode
 				}
 			case errors.Is(r.err, errNotPcp), errors.As(r.err, new(*auth.ProtocolError)):
 				// It answered, but not as a pcp announcer would: never again.
@@ -135,6 +142,16 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 					}
 				}(r.cand)
 			}
+			if pending == 0 && settle == nil && (wrongCodes > 0 || refused != nil) {
+				// Another announcer on the same channel (a collision, a stale
+				// record) is no verdict yet: give the real one a moment.
+				settle = time.After(SettleTime)
+			}
+		case <-settle:
+			settle = nil
+			if pending == 0 {
+				return nil, conclude()
+			}
 		case <-methodDone:
 			methodsLeft--
 		case <-ctx.Done():
@@ -142,6 +159,10 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		}
 	}
 }
+
+// SettleTime is how long a finder whose candidates all failed the code (or
+// refused) goes on looking for another before it gives up.
+const SettleTime = 3 * time.Second
 
 // retryDelay is the pause before the n-th new attempt at an unreachable
 // candidate: 250 ms, doubling up to 5 s.

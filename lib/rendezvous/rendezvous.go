@@ -7,6 +7,7 @@ package rendezvous
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -103,11 +104,32 @@ func (p *Peer) Accept() error {
 	return nil
 }
 
-// Reject answers the finder's request with no and closes the stream
+// Meet answers a finder that asked only to meet with yes, and ends the
+// stream (announcer side). It returns once the finder has read the answer.
+func (p *Peer) Meet() error { return p.finish(frame.Accept, nil) }
+
+// Reject answers the finder's request with no and ends the stream
 // (announcer side).
-func (p *Peer) Reject(reason string) {
-	frame.Write(p.Stream, frame.Reject, []byte(reason))
-	p.Stream.Close()
+func (p *Peer) Reject(reason string) { p.finish(frame.Reject, []byte(reason)) }
+
+// PartWait bounds how long an announcer waits for a finder to close its side
+// after a last answer.
+const PartWait = 5 * time.Second
+
+// finish writes a last answer, then waits up to PartWait for the finder to
+// close its side: closing our host at once could reset the connection
+// before the answer is read.
+func (p *Peer) finish(t frame.Type, payload []byte) error {
+	defer p.Stream.Close()
+	if err := frame.Write(p.Stream, t, payload); err != nil {
+		return fmt.Errorf("answer request: %w", err)
+	}
+	p.Stream.CloseWrite()
+	p.Stream.SetReadDeadline(time.Now().Add(PartWait))
+	if _, err := io.Copy(io.Discard, p.Stream); err != nil {
+		return fmt.Errorf("wait for the finder to part: %w", err)
+	}
+	return nil
 }
 
 // NotFoundError reports that no peer was found before the deadline.

@@ -391,6 +391,9 @@ func TestGuessBudget(t *testing.T) {
 	if r.err == nil {
 		t.Fatal("a finder with the right code got a peer after the guess budget was spent")
 	}
+	if !errors.As(r.err, new(*auth.RefusedError)) {
+		t.Fatalf("the finder after the spent budget got %v, want the announcer's refusal", r.err)
+	}
 	if r.elapsed > 5*time.Second {
 		t.Fatalf("the finder after the spent budget took %v to fail (%v): the announcer should refuse it at once", r.elapsed, r.err)
 	}
@@ -698,4 +701,84 @@ func TestFindThroughPrivateDHT(t *testing.T) {
 	}
 	t.Logf("met through the DHT in %v", time.Since(start).Round(time.Millisecond))
 	exchange(t, r.peer.Stream, ap.Stream, "through the dht")
+}
+
+// gatedWriter holds back its second write (a finder's MAC) until all the
+// finders of a test have reached theirs, or a second has passed, so that
+// their guesses are in flight at the same time.
+type gatedWriter struct {
+	io.ReadWriter
+	writes  int
+	arrived *sync.WaitGroup
+	all     <-chan struct{}
+}
+
+func (g *gatedWriter) Write(b []byte) (int, error) {
+	g.writes++
+	if g.writes == 2 {
+		g.arrived.Done()
+		select {
+		case <-g.all:
+		case <-time.After(time.Second):
+		}
+	}
+	return g.ReadWriter.Write(b)
+}
+
+// Guesses made at the same time cannot overspend the budget: with a 3-word
+// code (budget 4), eight simultaneous wrong guesses count as at most four.
+func TestGuessBudgetUnderConcurrentGuesses(t *testing.T) {
+	netns.Require(t)
+	right := parse(t, "about-orbit-walnut")
+	ah := newHost(t)
+	arec, alog := newRecorder(t, "announcer")
+	a := announce(t, rendezvous.Config{Host: ah, Code: right, Log: alog})
+	wrong := parse(t, "about-zoo-walnut").Password()
+
+	const finders = 8
+	var arrived, done sync.WaitGroup
+	arrived.Add(finders)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	for range finders {
+		fh := newHost(t)
+		if err := fh.Connect(timeout(t, 5*time.Second), info(ah)); err != nil {
+			t.Fatal(err)
+		}
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			s, err := fh.NewStream(timeout(t, 5*time.Second), ah.ID(), rendezvous.Protocol)
+			if err != nil {
+				arrived.Done()
+				return
+			}
+			defer s.Reset()
+			g := &gatedWriter{ReadWriter: s, arrived: &arrived, all: all}
+			if err := auth.Finder(g, wrong, auth.Peers{Announcer: ah.ID(), Finder: fh.ID()}); err == nil {
+				t.Error("a wrong code authenticated")
+			}
+			if g.writes < 2 {
+				arrived.Done() // refused before its MAC
+			}
+		}()
+	}
+	done.Wait()
+	counted := 0
+	for _, l := range arec.all() {
+		if strings.Contains(l, "tried a wrong code") {
+			counted++
+		}
+	}
+	if counted > 4 {
+		t.Fatalf("%d wrong guesses were counted against a budget of 4", counted)
+	}
+	if counted < 4 {
+		return // fewer overlapped than needed to spend the budget: nothing more to check
+	}
+	_, err := a.Next(timeout(t, 5*time.Second))
+	var tooMany *rendezvous.TooManyGuessesError
+	if !errors.As(err, &tooMany) || tooMany.N != 4 {
+		t.Fatalf("Next: %v, want a TooManyGuessesError with N=4", err)
+	}
 }

@@ -27,8 +27,7 @@ func (s *Session) await(ctx context.Context, a *rendezvous.Announcer, want strin
 			return p, nil
 		case rendezvous.WantRendezvous:
 			s.log.Infof("peer %s proved the code and asked only to meet; still waiting", node.ShortID(p.ID))
-			p.Accept()
-			p.Stream.Close()
+			p.Meet()
 		default:
 			s.log.Infof("peer %s proved the code but asked for %q, which is not offered here", node.ShortID(p.ID), p.Want)
 			p.Reject(fmt.Sprintf("this peer does not offer %q", p.Want))
@@ -54,13 +53,11 @@ func (s *Session) Announce(ctx context.Context, c code.Code, timeout time.Durati
 			}
 			return met, waitError(ctx, err, true)
 		}
-		if err := p.Accept(); err != nil {
+		if err := p.Meet(); err != nil {
 			s.log.Infof("peer %s: %v", node.ShortID(p.ID), err)
-			p.Stream.Reset()
 			continue
 		}
 		report(p)
-		p.Stream.Close()
 		met++
 		if !keep {
 			return met, nil
