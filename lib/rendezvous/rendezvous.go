@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -126,10 +127,17 @@ func (p *Peer) finish(t frame.Type, payload []byte) error {
 	}
 	p.Stream.CloseWrite()
 	p.Stream.SetReadDeadline(time.Now().Add(PartWait))
-	if _, err := io.Copy(io.Discard, p.Stream); err != nil {
-		return fmt.Errorf("wait for the finder to part: %w", err)
+	// The finder closes its side once it has the answer, and may close its
+	// whole host right after: an EOF or a reset both mean it is gone.
+	if _, err := io.Copy(io.Discard, p.Stream); errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
+		return fmt.Errorf("the finder did not acknowledge the answer within %v", PartWait)
 	}
 	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // NotFoundError reports that no peer was found before the deadline.
