@@ -80,7 +80,7 @@ func Finder(rw io.ReadWriter, password []byte, peers Peers) error {
 	case err != nil:
 		return readError(err)
 	case t == frame.Reject:
-		return &RefusedError{Reason: string(msg)}
+		return &RefusedError{Reason: frame.Text(msg)}
 	case t != frame.PAKE:
 		return protocolErrorf("got %v frame, want PAKE", t)
 	}

@@ -255,6 +255,9 @@ func (r *receiver) accept(h pipe.Header) error {
 	o := Offer{h}
 	xopt := archive.ExtractOptions{Overwrite: r.opt.Overwrite}
 	if o.Described() {
+		if len(h.Names) == 0 {
+			return errors.New("the offer names nothing")
+		}
 		xopt.Names = h.Names // the archive may hold nothing else
 	}
 	if o.Described() && h.Size >= 0 {

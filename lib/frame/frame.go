@@ -145,3 +145,24 @@ func Write(w io.Writer, t Type, payload []byte) error {
 	_, err := w.Write(b)
 	return err
 }
+
+// MaxText is how many characters of a peer's message Text keeps.
+const MaxText = 200
+
+// Text makes a message from a peer (an error, a reason) safe to print on one
+// line of a terminal: control characters and invalid UTF-8 become '?', and
+// it is cut at MaxText characters.
+func Text(b []byte) string {
+	out := make([]rune, 0, min(len(b), MaxText+1))
+	for _, r := range string(b) {
+		if len(out) == MaxText {
+			out = append(out, '…')
+			break
+		}
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			r = '?'
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

@@ -100,3 +100,22 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+func TestText(t *testing.T) {
+	tests := map[string]string{
+		"plain reason":            "plain reason",
+		"fake\n" + "pcp: hint: x": "fake?pcp: hint: x",
+		"\x1b[2J cleared":         "?[2J cleared",
+		"bad \xff utf8":           "bad ? utf8",
+		"résumé":                  "résumé",
+	}
+	for in, want := range tests {
+		if got := Text([]byte(in)); got != want {
+			t.Errorf("Text(%q) = %q, want %q", in, got, want)
+		}
+	}
+	long := Text(bytes.Repeat([]byte("x"), 5000))
+	if n := len([]rune(long)); n != MaxText+1 {
+		t.Errorf("a 5000-byte message became %d characters, want %d and an ellipsis", n, MaxText)
+	}
+}

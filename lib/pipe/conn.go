@@ -159,7 +159,7 @@ func (c *conn) next() (frame.Type, []byte, error) {
 			continue
 		}
 		if t == frame.Error {
-			return 0, nil, &PeerError{Message: sanitize(p)}
+			return 0, nil, &PeerError{Message: frame.Text(p)}
 		}
 		return t, p, nil
 	}
@@ -202,21 +202,4 @@ func (c *conn) abort(cause error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// sanitize makes a peer's message safe to print on one line.
-func sanitize(b []byte) string {
-	const max = 200
-	out := make([]rune, 0, len(b))
-	for _, r := range string(b) {
-		if len(out) == max {
-			out = append(out, '…')
-			break
-		}
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
-			r = '?'
-		}
-		out = append(out, r)
-	}
-	return string(out)
 }

@@ -71,7 +71,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 			opt.Accepted()
 		}
 	case frame.Reject:
-		return 0, &RejectedError{Reason: sanitize(p)}
+		return 0, &RejectedError{Reason: frame.Text(p)}
 	default:
 		return 0, protocolErrorf("got %v frame, want ACCEPT or REJECT", t)
 	}

@@ -219,7 +219,7 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 		return nil, fmt.Errorf("wait for the answer to the request: %w", err)
 	case t == frame.Reject:
 		s.Reset()
-		return nil, &RejectedError{Reason: string(reason)}
+		return nil, &RejectedError{Reason: frame.Text(reason)}
 	case t != frame.Accept:
 		s.Reset()
 		return nil, fmt.Errorf("unexpected %v frame after the request", t)
