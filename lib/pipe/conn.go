@@ -67,6 +67,23 @@ type conn struct {
 
 	mu        sync.Mutex
 	lastWrite time.Time
+
+	// reader, if set, is closed when another goroutine that reads the
+	// stream has finished: then only that goroutine may read.
+	reader <-chan struct{}
+}
+
+// awaitPeerClose waits up to d for the peer to close its side, reading
+// itself unless another goroutine already reads the stream.
+func (c *conn) awaitPeerClose(d time.Duration) {
+	if c.reader == nil {
+		waitEOF(c, d)
+		return
+	}
+	select {
+	case <-c.reader:
+	case <-time.After(d):
+	}
 }
 
 func newConn(ctx context.Context, s Stream, t Timing) *conn {
@@ -186,7 +203,7 @@ func (c *conn) abort(cause error) {
 		if c.send(frame.Error, []byte(msg)) == nil && c.s.CloseWrite() == nil {
 			// Give the peer a moment to read it: closing our host at once
 			// could reset the connection before the ERROR is read.
-			waitEOF(c, c.timing.AbortWait)
+			c.awaitPeerClose(c.timing.AbortWait)
 			return
 		}
 	}

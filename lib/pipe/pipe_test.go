@@ -1261,3 +1261,36 @@ func FuzzReceive(f *testing.F) {
 		}
 	})
 }
+
+// failingReader yields n bytes, then an error, as a disk that fails would.
+type failingReader struct{ n int }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, errors.New("disk on fire")
+	}
+	k := min(len(p), r.n)
+	r.n -= k
+	return k, nil
+}
+
+// A failing input aborts the transfer: Send names the cause, and the
+// receiver is told, not left with what looks like a truncated stream.
+func TestInputFails(t *testing.T) {
+	netns.Require(t)
+	a, b := tcpPair(t)
+	recv := async(func() (int64, error) {
+		return Receive(testContext(t), b, io.Discard, Options{Timing: testTiming})
+	})
+	sres := await(t, async(func() (int64, error) {
+		return Send(testContext(t), a, Header{Kind: KindRaw, Size: -1}, &failingReader{n: 3 << 20}, Options{Timing: testTiming})
+	}), "Send")
+	if sres.err == nil || !strings.Contains(sres.err.Error(), "disk on fire") {
+		t.Fatalf("Send error = %v, want the input's error", sres.err)
+	}
+	rres := await(t, recv, "Receive")
+	var pe *PeerError
+	if !errors.As(rres.err, &pe) || !strings.Contains(pe.Message, "disk on fire") {
+		t.Fatalf("Receive error = %v, want the sender's abort naming the cause", rres.err)
+	}
+}

@@ -77,7 +77,10 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	}
 
 	var endSent atomic.Bool
-	peerDone := make(chan error, 1)
+	// This goroutine is the only reader from here on: peer.done closes when
+	// it has read the ACK, or failed.
+	peer := &reader{done: make(chan struct{})}
+	c.reader = peer.done
 	go func() {
 		err := awaitAck(c, &endSent)
 		// Unblock a data write stuck on a peer that is gone. Not when our own
@@ -88,7 +91,8 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		if err != nil && ctx.Err() == nil {
 			c.s.SetWriteDeadline(time.Now())
 		}
-		peerDone <- err
+		peer.err = err
+		close(peer.done)
 	}()
 
 	readCtx, stopReading := context.WithCancel(ctx)
@@ -99,18 +103,18 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		select {
 		case <-ctx.Done():
 			return n, ctx.Err()
-		case err := <-peerDone:
-			if err == nil {
-				err = protocolErrorf("ACK before END")
+		case <-peer.done:
+			if peer.err == nil {
+				return n, protocolErrorf("ACK before END")
 			}
-			return n, err
+			return n, peer.err
 		case ch := <-chunks:
 			if ch.n > 0 {
 				data := ch.buf[frame.HeaderSize : frame.HeaderSize+ch.n]
 				digest.Write(data)
 				frame.PutHeader(ch.buf, frame.Data, ch.n)
 				if err := c.sendFramed(ch.buf[:frame.HeaderSize+ch.n]); err != nil {
-					return n, writeError(ctx, err, peerDone)
+					return n, writeError(ctx, err, peer)
 				}
 				n += int64(ch.n)
 				if opt.Progress != nil {
@@ -131,12 +135,12 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	end = digest.Sum(end)
 	endSent.Store(true)
 	if err := c.send(frame.End, end); err != nil {
-		return n, writeError(ctx, err, peerDone)
+		return n, writeError(ctx, err, peer)
 	}
 	select {
-	case err := <-peerDone:
-		if err != nil {
-			return n, err
+	case <-peer.done:
+		if peer.err != nil {
+			return n, peer.err
 		}
 	case <-ctx.Done():
 		return n, ctx.Err()
@@ -148,6 +152,12 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	}
 	waitEOF(c, c.timing.AbortWait)
 	return n, nil
+}
+
+// reader is the outcome of the goroutine that reads the receiver's frames.
+type reader struct {
+	done chan struct{} // closed once err is set
+	err  error
 }
 
 // awaitAck reads the receiver's frames during the data phase: heartbeats
@@ -167,14 +177,14 @@ func awaitAck(c *conn, endSent *atomic.Bool) error {
 
 // writeError explains a failed data write: usually the peer's own failure,
 // which the reader learns at the same moment.
-func writeError(ctx context.Context, err error, peerDone <-chan error) error {
+func writeError(ctx context.Context, err error, peer *reader) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	select {
-	case perr := <-peerDone:
-		if perr != nil {
-			return perr
+	case <-peer.done:
+		if peer.err != nil {
+			return peer.err
 		}
 	case <-time.After(time.Second):
 	}
