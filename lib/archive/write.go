@@ -90,9 +90,14 @@ func WriteStream(ctx context.Context, w io.Writer, name string, r io.Reader, opt
 	if err != nil {
 		return fmt.Errorf("creating spool file: %w", err)
 	}
+	// Unlinked at once where the system allows it (the open file lives on),
+	// so that no copy of the stream is left behind, whatever ends the process.
+	removed := os.Remove(spool.Name()) == nil
 	defer func() {
 		spool.Close()
-		os.Remove(spool.Name())
+		if !removed {
+			os.Remove(spool.Name())
+		}
 	}()
 	buf := make([]byte, copyBufSize)
 	size, err := io.CopyBuffer(spool, ctxReader{ctx, r}, buf)

@@ -73,10 +73,20 @@ func Prepare(paths []string, stdin io.Reader, opt SendOptions) (*Outgoing, error
 func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, timeout time.Duration) (Result, error) {
 	pr, pw := io.Pipe()
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { pw.CloseWithError(out.write(wctx, pw)) }()
-	defer pr.Close() // a refused or failed transfer stops the writer
+	written := make(chan struct{})
+	go func() {
+		pw.CloseWithError(out.write(wctx, pw))
+		close(written)
+	}()
 	res, err := s.Send(ctx, c, out.header, pr, timeout, pipe.Options{})
+	// A refused or failed transfer stops the writer: give it a moment to
+	// clean up (not forever: it may be blocked reading a stdin that stays open).
+	cancel()
+	pr.Close()
+	select {
+	case <-written:
+	case <-time.After(time.Second):
+	}
 	return Result{Result: res, Size: out.header.Size}, err
 }
 
