@@ -11,6 +11,7 @@ import (
 
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/status"
 )
 
 const usage = `Usage: pcp-pipe send [OPTIONS]        stream stdin to the peer; prints the code on stderr
@@ -63,7 +64,7 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("sent %s in %v; the receiver confirmed it", cli.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
+	log.Infof("sent %s in %v; the receiver confirmed it", status.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
 	return nil
 }
 
@@ -91,6 +92,6 @@ func recv(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	f.Logger("pcp-pipe", os.Stderr).Infof("received %s in %v; digest verified", cli.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
+	f.Logger("pcp-pipe", os.Stderr).Infof("received %s in %v; digest verified", status.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/files"
+	"github.com/pcp-dev/pcp/lib/status"
 )
 
 func receive(ctx context.Context, args []string) error {
@@ -64,6 +65,6 @@ func receive(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("received %s in %v (%s/s), %s; digest verified", amount(res), res.Transfer.Round(time.Millisecond), cli.Size(rate(res)), route(res))
+	log.Infof("received %s in %v (%s/s), %s; digest verified", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), route(res))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/files"
+	"github.com/pcp-dev/pcp/lib/status"
 )
 
 func send(ctx context.Context, args []string) error {
@@ -55,7 +56,7 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("sent %s in %v (%s/s), %s; the receiver confirmed it", amount(res), res.Transfer.Round(time.Millisecond), cli.Size(rate(res)), route(res))
+	log.Infof("sent %s in %v (%s/s), %s; the receiver confirmed it", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), route(res))
 	return nil
 }
 
@@ -63,9 +64,9 @@ func send(ctx context.Context, args []string) error {
 // wire when compression changed it.
 func amount(r files.Result) string {
 	if r.Size < 0 || r.Size == r.Bytes {
-		return cli.Size(r.Bytes)
+		return status.Size(r.Bytes)
 	}
-	return fmt.Sprintf("%s (%s on the wire)", cli.Size(r.Size), cli.Size(r.Bytes))
+	return fmt.Sprintf("%s (%s on the wire)", status.Size(r.Size), status.Size(r.Bytes))
 }
 
 // rate is the files' size (or the wire bytes) per second of transfer.

@@ -2,7 +2,7 @@ package auth
 
 import (
 	"bytes"
-	"crypto/elliptic"
+	"crypto/ecdh"
 	"encoding/json"
 	"math/big"
 
@@ -69,15 +69,17 @@ func checkMessage(msg []byte, fromRole int) ([]byte, error) {
 	return json.Marshal(out)
 }
 
-// onCurve reports whether (x, y) is a point of P-256 other than infinity.
+// onCurve reports whether (x, y) is a point of P-256 other than infinity,
+// with both coordinates in range: crypto/ecdh checks the uncompressed
+// encoding 04 ‖ x ‖ y.
 func onCurve(x, y *big.Int) bool {
-	if x == nil || y == nil {
+	if x == nil || y == nil || x.Sign() < 0 || y.Sign() < 0 || x.BitLen() > 256 || y.BitLen() > 256 {
 		return false
 	}
-	c := elliptic.P256()
-	p := c.Params().P
-	if x.Sign() < 0 || y.Sign() < 0 || x.Cmp(p) >= 0 || y.Cmp(p) >= 0 {
-		return false
-	}
-	return c.IsOnCurve(x, y)
+	point := make([]byte, 65)
+	point[0] = 4
+	x.FillBytes(point[1:33])
+	y.FillBytes(point[33:])
+	_, err := ecdh.P256().NewPublicKey(point)
+	return err == nil
 }

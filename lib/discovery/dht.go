@@ -91,20 +91,18 @@ func (d *DHT) connect(ctx context.Context) {
 	warned := false
 	for attempt := 0; ; attempt++ {
 		if attempt%100 == 0 { // every 5 s
-			var wg sync.WaitGroup
 			for _, ai := range d.bootstrap {
 				if ai.ID == d.host.ID() {
 					continue
 				}
-				wg.Go(func() {
+				go func() {
 					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					defer cancel()
 					if err := d.host.Connect(cctx, ai); err != nil {
 						d.log.Debugf("dht: bootstrap peer %s: %v", node.ShortID(ai.ID), err)
 					}
-				})
+				}()
 			}
-			go wg.Wait()
 		}
 		if d.dht.RoutingTable().Size() > 0 {
 			d.log.Debugf("dht: %d peers in the routing table after %v", d.dht.RoutingTable().Size(), since(start))

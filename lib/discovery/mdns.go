@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/zeroconf/v2"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/pcp-dev/pcp/lib/node"
 	"github.com/pcp-dev/pcp/lib/status"
 )
 
@@ -137,10 +138,5 @@ func lanAddr(a ma.Multiaddr) bool {
 	default:
 		return false
 	}
-	return !isCircuit(a)
-}
-
-func isCircuit(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
+	return !node.IsRelayed(a)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pcp-dev/pcp/lib/code"
 	"github.com/pcp-dev/pcp/lib/pipe"
 	"github.com/pcp-dev/pcp/lib/session"
+	"github.com/pcp-dev/pcp/lib/status"
 )
 
 // Header kinds of a pcp transfer. A stream from `pcp-pipe send` has the kind
@@ -177,16 +178,7 @@ func size(n int64) string {
 	if n < 0 {
 		return "an unknown size"
 	}
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return status.Size(n)
 }
 
 // ReceiveOptions tune Receive.

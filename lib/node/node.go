@@ -25,13 +25,15 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// DefaultListen are the addresses a host listens on unless told otherwise:
-// every interface, a random port, TCP and QUIC, IPv4 and IPv6.
-var DefaultListen = []string{
-	"/ip4/0.0.0.0/tcp/0",
-	"/ip6/::/tcp/0",
-	"/ip4/0.0.0.0/udp/0/quic-v1",
-	"/ip6/::/udp/0/quic-v1",
+// DefaultListen returns the addresses a host listens on unless told
+// otherwise: every interface, a random port, TCP and QUIC, IPv4 and IPv6.
+func DefaultListen() []string {
+	return []string{
+		"/ip4/0.0.0.0/tcp/0",
+		"/ip6/::/tcp/0",
+		"/ip4/0.0.0.0/udp/0/quic-v1",
+		"/ip6/::/udp/0/quic-v1",
+	}
 }
 
 // Config says how to build a host.
@@ -48,7 +50,7 @@ type Config struct {
 func New(cfg Config) (host.Host, error) {
 	listen := cfg.Listen
 	if len(listen) == 0 {
-		listen = DefaultListen
+		listen = DefaultListen()
 	}
 	opts := []libp2p.Option{
 		libp2p.ListenAddrStrings(listen...),
@@ -80,7 +82,7 @@ func RankTCPFirst(addrs []ma.Multiaddr) []network.AddrDelay {
 	for _, a := range addrs {
 		delay := 2 * QUICDelay
 		switch {
-		case isRelayed(a):
+		case IsRelayed(a):
 		case hasProtocol(a, ma.P_TCP):
 			delay = 0
 		case hasProtocol(a, ma.P_QUIC_V1):
@@ -91,7 +93,8 @@ func RankTCPFirst(addrs []ma.Multiaddr) []network.AddrDelay {
 	return out
 }
 
-func isRelayed(a ma.Multiaddr) bool { return hasProtocol(a, ma.P_CIRCUIT) }
+// IsRelayed reports whether a is a relayed (/p2p-circuit) address.
+func IsRelayed(a ma.Multiaddr) bool { return hasProtocol(a, ma.P_CIRCUIT) }
 
 func hasProtocol(a ma.Multiaddr, code int) bool {
 	_, err := a.ValueForProtocol(code)
@@ -113,7 +116,7 @@ func FullAddrs(h host.Host) []ma.Multiaddr {
 func Transport(c network.Conn) string {
 	a := c.RemoteMultiaddr()
 	switch {
-	case isRelayed(a):
+	case IsRelayed(a):
 		return "relayed"
 	case hasProtocol(a, ma.P_QUIC_V1):
 		return "quic"

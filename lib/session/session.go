@@ -22,7 +22,7 @@ import (
 
 // Config says how a session finds and reaches peers.
 type Config struct {
-	// Listen are multiaddrs to listen on; empty means node.DefaultListen.
+	// Listen are multiaddrs to listen on; empty means node.DefaultListen().
 	Listen []string
 	// IdentityFile keeps the peer ID across runs; empty means ephemeral.
 	IdentityFile string
