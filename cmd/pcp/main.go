@@ -49,6 +49,11 @@ func serveNode(ctx context.Context, args []string) error {
 	fs.StringSliceVar(&f.Listen, "listen", nodeListen, "listen on these multiaddrs, comma-separated")
 	fs.StringSliceVar(&f.Bootstrap, "bootstrap", nil, "other DHT servers to join, comma-separated full multiaddrs (default: none, a new network)")
 	fs.StringVar(&f.Identity, "identity", "", "keep the node's key in `FILE` (created if missing) for a stable peer ID")
+	limits := node.DefaultRelayLimits()
+	var noRelay bool
+	fs.BoolVar(&noRelay, "no-relay", false, "do not relay for peers behind NAT")
+	fs.Int64Var(&limits.Data, "relay-data", limits.Data, "bytes each relayed connection may carry each way (0: no limit)")
+	fs.DurationVar(&limits.Duration, "relay-duration", limits.Duration, "how long a relayed connection may last (0: no limit)")
 	f.AddVerbosity(fs)
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -61,7 +66,13 @@ func serveNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return &cli.UsageError{Err: fmt.Errorf("--bootstrap: %w", err)}
 	}
-	cfg := node.Config{Listen: f.Listen}
+	if limits.Data < 0 || limits.Duration < 0 {
+		return cli.Usagef("--relay-data and --relay-duration must not be negative")
+	}
+	cfg := node.Config{Listen: f.Listen, NATService: true}
+	if !noRelay {
+		cfg.Relay = &limits
+	}
 	if f.Identity != "" {
 		if cfg.Identity, err = node.LoadIdentity(f.Identity); err != nil {
 			return err
@@ -80,7 +91,7 @@ func serveNode(ctx context.Context, args []string) error {
 	for _, a := range node.FullAddrs(h) {
 		fmt.Println(a)
 	}
-	log.Infof("serving the DHT as %s until interrupted", h.ID())
+	log.Infof("serving the DHT (relay: %v) as %s until interrupted", !noRelay, h.ID())
 	<-ctx.Done()
 	return nil
 }

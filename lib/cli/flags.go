@@ -89,7 +89,7 @@ func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 // AddVerbosity registers -v and -q.
 func (f *Flags) AddVerbosity(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.Verbose, "verbose", "v", false, "show each phase and how long it took")
-	fs.BoolVarP(&f.Quiet, "quiet", "q", false, "print only errors (and a generated code, which the peer needs)")
+	fs.BoolVarP(&f.Quiet, "quiet", "q", false, "print only errors (a generated code is still printed: the peer needs it)")
 }
 
 // Parse parses args and then fills every flag that was not given from its

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -42,8 +44,41 @@ type Config struct {
 	Listen []string
 	// Identity is the host's key; nil means a new ephemeral one.
 	Identity crypto.PrivKey
-	// Options are extra libp2p options (a relay service, for instance).
-	Options []libp2p.Option
+	// Relay, if set, makes the host a circuit relay (v2) for peers behind NAT.
+	// Such a host is taken to be publicly reachable: go-libp2p serves as a
+	// relay only then, and AutoNAT never calls a host on a private network
+	// public.
+	Relay *RelayLimits
+	// NATService makes the host answer AutoNAT dial-back requests, so that
+	// peers can learn whether they are reachable (pcp node).
+	NATService bool
+}
+
+// RelayLimits bound each relayed connection of a relay service. Public relays
+// allow 128 KiB and 2 minutes: enough to coordinate a hole punch, not to
+// carry data. Zero means no limit.
+type RelayLimits struct {
+	Data     int64         // bytes in each direction
+	Duration time.Duration // how long
+}
+
+// DefaultRelayLimits are the limits of public circuit v2 relays.
+func DefaultRelayLimits() RelayLimits {
+	return RelayLimits{Data: 128 << 10, Duration: 2 * time.Minute}
+}
+
+func (l RelayLimits) option() libp2p.Option {
+	if l.Data <= 0 && l.Duration <= 0 {
+		return libp2p.EnableRelayService(relayv2.WithInfiniteLimits())
+	}
+	limit := &relayv2.RelayLimit{Data: l.Data, Duration: l.Duration}
+	if limit.Data <= 0 {
+		limit.Data = math.MaxInt64
+	}
+	if limit.Duration <= 0 {
+		limit.Duration = math.MaxInt64
+	}
+	return libp2p.EnableRelayService(relayv2.WithLimit(limit))
 }
 
 // New starts a libp2p host.
@@ -64,7 +99,12 @@ func New(cfg Config) (host.Host, error) {
 	if cfg.Identity != nil {
 		opts = append(opts, libp2p.Identity(cfg.Identity))
 	}
-	opts = append(opts, cfg.Options...)
+	if cfg.Relay != nil {
+		opts = append(opts, cfg.Relay.option(), libp2p.ForceReachabilityPublic())
+	}
+	if cfg.NATService {
+		opts = append(opts, libp2p.EnableNATService())
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)

@@ -1,12 +1,21 @@
 package node
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pcp-dev/pcp/internal/netns"
 )
 
 func TestRankTCPFirst(t *testing.T) {
@@ -60,5 +69,106 @@ func TestShortID(t *testing.T) {
 	}
 	if got := ShortID(id); got != "…JRoznP" {
 		t.Fatalf("ShortID = %q, want …JRoznP", got)
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(netns.RunIsolated(m)) }
+
+func loopbackHost(t *testing.T, cfg Config) host.Host {
+	t.Helper()
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// relayedPair makes b reachable only through relay r and returns a stream
+// from a to b over the relayed connection, and what b reads from it.
+func relayedPair(t *testing.T, r host.Host) (network.Stream, <-chan int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	a, b := loopbackHost(t, Config{}), loopbackHost(t, Config{})
+	rinfo := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
+	if _, err := client.Reserve(ctx, b, rinfo); err != nil {
+		t.Fatalf("reserve a slot on the relay: %v", err)
+	}
+	read := make(chan int64, 1)
+	b.SetStreamHandler("/pcp/relay-test", func(s network.Stream) {
+		n, _ := io.Copy(io.Discard, s)
+		read <- n
+	})
+	circuit := ma.StringCast(fmt.Sprintf("%s/p2p/%s/p2p-circuit", r.Addrs()[0], r.ID()))
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{circuit}}); err != nil {
+		t.Fatalf("connect through the relay: %v", err)
+	}
+	s, err := a.NewStream(network.WithAllowLimitedConn(ctx, "test"), b.ID(), "/pcp/relay-test")
+	if err != nil {
+		t.Fatalf("stream through the relay: %v", err)
+	}
+	if !IsRelayed(s.Conn().RemoteMultiaddr()) || Transport(s.Conn()) != "relayed" {
+		t.Fatalf("the connection to b is not relayed: %s", s.Conn().RemoteMultiaddr())
+	}
+	return s, read
+}
+
+// A relay with limits cuts a relayed connection after its data limit.
+func TestRelayLimitsData(t *testing.T) {
+	netns.Require(t)
+	r := loopbackHost(t, Config{Relay: &RelayLimits{Data: 64 << 10, Duration: time.Minute}, NATService: true})
+	s, read := relayedPair(t, r)
+	if !s.Conn().Stat().Limited {
+		t.Error("a connection through a limited relay is not marked limited")
+	}
+	s.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	s.Write(make([]byte, 1<<20))
+	s.Close()
+	select {
+	case n := <-read:
+		if n > 64<<10 {
+			t.Fatalf("%d bytes went through a relay limited to %d", n, 64<<10)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relayed stream did not end")
+	}
+}
+
+// A relay without limits carries everything, and its connections are not
+// marked limited: only an explicit check can tell they are relayed.
+func TestRelayWithoutLimits(t *testing.T) {
+	netns.Require(t)
+	r := loopbackHost(t, Config{Relay: &RelayLimits{}})
+	s, read := relayedPair(t, r)
+	if s.Conn().Stat().Limited {
+		t.Error("a connection through an unlimited relay is marked limited")
+	}
+	const size = 1 << 20
+	s.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := s.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseWrite()
+	select {
+	case n := <-read:
+		if n != size {
+			t.Fatalf("%d of %d bytes went through a relay without limits", n, size)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relayed stream did not end")
+	}
+}
+
+// A host without a relay service gives no reservation.
+func TestNoRelayService(t *testing.T) {
+	netns.Require(t)
+	r := loopbackHost(t, Config{})
+	b := loopbackHost(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := client.Reserve(ctx, b, peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}); err == nil {
+		t.Fatal("a host without a relay service granted a reservation")
 	}
 }
