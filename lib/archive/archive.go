@@ -166,6 +166,16 @@ func walkOne(ctx context.Context, e walkEntry, fn func(walkEntry) error) error {
 	default:
 		return fmt.Errorf("cannot send %s: it is a %s; only regular files, directories and symlinks can be sent", e.path, typeName(mode))
 	}
+	if mode&fs.ModeSymlink != 0 {
+		// Refuse up front what every receiver would refuse after the data.
+		target, err := os.Readlink(e.path)
+		if err != nil {
+			return fmt.Errorf("cannot send %s: %w", e.path, err)
+		}
+		if reason := checkLinkTarget(strings.Split(e.name, "/"), filepath.ToSlash(target)); reason != "" {
+			return fmt.Errorf("cannot send symlink %s -> %s: %s (receivers refuse it)", e.path, target, reason)
+		}
+	}
 	if err := fn(e); err != nil {
 		return err
 	}

@@ -1284,3 +1284,23 @@ func TestOnlyOfferedNames(t *testing.T) {
 		t.Fatal(".bashrc was written")
 	}
 }
+
+// A symlink that every receiver would refuse is refused by the sender first,
+// before any data flows.
+func TestSenderRefusesUnsafeSymlinks(t *testing.T) {
+	for target, ok := range map[string]bool{"/etc/passwd": false, "../../outside": false, "../sibling": true, "inside": true} {
+		dir := t.TempDir()
+		tree := filepath.Join(dir, "tree")
+		os.Mkdir(tree, 0o755)
+		if err := os.Symlink(target, filepath.Join(tree, "link")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Scan([]string{tree})
+		if ok != (err == nil) {
+			t.Errorf("Scan of a symlink to %q: %v", target, err)
+		}
+		if err := Write(context.Background(), io.Discard, []string{tree}, WriteOptions{Level: 1}); ok != (err == nil) {
+			t.Errorf("Write of a symlink to %q: %v", target, err)
+		}
+	}
+}
