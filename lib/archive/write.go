@@ -57,15 +57,7 @@ func Write(ctx context.Context, w io.Writer, paths []string, opt WriteOptions) e
 	if err != nil {
 		return err
 	}
-	err = walk(ctx, tops, aw.writeEntry(ctx))
-	if err == nil {
-		err = aw.finish()
-	}
-	if err != nil {
-		aw.abandon()
-		return err
-	}
-	return nil
+	return aw.end(walk(ctx, tops, aw.writeEntry(ctx)))
 }
 
 // WriteStream writes the single stream r as one regular file named name,
@@ -118,15 +110,7 @@ func WriteStream(ctx context.Context, w io.Writer, name string, r io.Reader, opt
 		Size:     size,
 		ModTime:  time.Now().Truncate(time.Second),
 	}
-	err = aw.writeFile(ctx, hdr, spool, name)
-	if err == nil {
-		err = aw.finish()
-	}
-	if err != nil {
-		aw.abandon()
-		return err
-	}
-	return nil
+	return aw.end(aw.writeFile(ctx, hdr, spool, name))
 }
 
 // checkLevel validates WriteOptions.Level.
@@ -186,6 +170,19 @@ func (aw *archiveWriter) finish() error {
 		}
 	}
 	return nil
+}
+
+// end finishes the archive after its entries were written without error
+// (err == nil), else abandons it, unterminated, so that no reader takes it
+// for whole.
+func (aw *archiveWriter) end(err error) error {
+	if err == nil {
+		err = aw.finish()
+	}
+	if err != nil {
+		aw.abandon()
+	}
+	return err
 }
 
 // abandon releases the encoder without terminating the stream.
