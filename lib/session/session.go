@@ -117,7 +117,6 @@ func (s *Session) rendezvous(c code.Code) rendezvous.Config {
 type Result struct {
 	Peer     *rendezvous.Peer
 	Bytes    int64
-	Found    time.Duration // from start to the authenticated peer
 	Transfer time.Duration // the data phase: from the receiver's consent to the end
 
 	accepted time.Time
@@ -159,7 +158,8 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	if err := p.Accept(); err != nil {
 		return Result{}, err
 	}
-	res := Result{Peer: p, Found: time.Since(start)}
+	res := Result{Peer: p}
+	s.log.Debugf("peer found and authenticated %v after the start", time.Since(start).Round(time.Millisecond))
 	s.log.Infof("peer %s authenticated; sending over %s", node.ShortID(p.ID), p.Transport())
 	n, err := pipe.Send(ctx, p.Stream, h, src, timed(&opt, &res))
 	res.Bytes = n
@@ -178,7 +178,8 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 		return Result{}, waitError(ctx, err, false)
 	}
 	defer p.Stream.Close()
-	res := Result{Peer: p, Found: time.Since(start)}
+	res := Result{Peer: p}
+	s.log.Debugf("peer found and authenticated %v after the start", time.Since(start).Round(time.Millisecond))
 	s.log.Infof("peer %s found by %s and authenticated; receiving over %s", node.ShortID(p.ID), p.Source, p.Transport())
 	n, err := pipe.Receive(ctx, p.Stream, dst, timed(&opt, &res))
 	res.Bytes = n
