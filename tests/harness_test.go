@@ -127,7 +127,7 @@ func start(t testing.TB, cmd *exec.Cmd, stdin io.Reader) *proc {
 	}
 	cmd.Stderr = p.stderr
 	// The test's own variables come last and win; nothing leaks in from the caller.
-	cmd.Env = append(append(os.Environ(), "PCP_BOOTSTRAP=", "PCP_CODE=", "PCP_DISCOVERY=", "PCP_TIMEOUT="), cmd.Env...)
+	cmd.Env = append(append(os.Environ(), "PCP_BOOTSTRAP=", "PCP_RELAY=", "PCP_CODE=", "PCP_DISCOVERY=", "PCP_TIMEOUT="), cmd.Env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
 	}

@@ -42,6 +42,7 @@ func send(ctx context.Context, args []string) error {
 	f.AddCode(fs)
 	f.AddWords(fs)
 	f.AddNetwork(fs, 0)
+	f.AddAllowRelay(fs, "pcp-pipe")
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -74,6 +75,7 @@ func recv(ctx context.Context, args []string) error {
 	f.AddCode(fs)
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
+	f.AddAllowRelay(fs, "pcp-pipe")
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}

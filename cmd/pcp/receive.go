@@ -23,6 +23,7 @@ func receive(ctx context.Context, args []string) error {
 	fs.BoolVar(&opt.Overwrite, "overwrite", false, "replace existing files and folders of the same names")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
+	f.AddAllowRelay(fs, "pcp")
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -65,6 +66,6 @@ func receive(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("received %s in %v (%s/s), %s; digest verified", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), route(res))
+	log.Infof("received %s in %v (%s/s), %s; digest verified", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), res.Path)
 	return nil
 }

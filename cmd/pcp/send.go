@@ -21,6 +21,7 @@ func send(ctx context.Context, args []string) error {
 	fs.IntVar(&opt.Level, "compress", 1, "zstd level: 1 (fastest) to 4 (smallest); 0 sends plain tar")
 	fs.StringVar(&opt.Name, "name", "", "the name of the data read from stdin (the path -)")
 	f.AddNetwork(fs, 0)
+	f.AddAllowRelay(fs, "pcp")
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Infof("sent %s in %v (%s/s), %s; the receiver confirmed it", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), route(res))
+	log.Infof("sent %s in %v (%s/s), %s; the receiver confirmed it", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), res.Path)
 	return nil
 }
 
@@ -79,12 +80,4 @@ func rate(r files.Result) int64 {
 		return 0
 	}
 	return int64(float64(n) / r.Transfer.Seconds())
-}
-
-// route says how the data went: "direct over tcp", or "relayed".
-func route(r files.Result) string {
-	if t := r.Peer.Transport(); t != "relayed" {
-		return "direct over " + t
-	}
-	return "relayed"
 }

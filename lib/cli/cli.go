@@ -17,6 +17,7 @@ import (
 	"github.com/pcp-dev/pcp/lib/auth"
 	"github.com/pcp-dev/pcp/lib/pipe"
 	"github.com/pcp-dev/pcp/lib/rendezvous"
+	"github.com/pcp-dev/pcp/lib/route"
 )
 
 // Exit statuses, the same for every command.
@@ -90,6 +91,9 @@ func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Con
 func hintFor(err error) string {
 	var notFound *rendezvous.NotFoundError
 	switch {
+	case errors.As(err, new(*route.NoDirectError)):
+		return "--allow-relay lets the data go through a relay that allows it; `pcp node --relay-data 0 --relay-duration 0` on a public host is such a relay, named on both sides with --relay ADDR"
+
 	case errors.Is(err, auth.ErrWrongCode):
 		return "check the code with the sender; every wrong try counts against a limit"
 	case errors.As(err, &notFound) && notFound.Announcing:

@@ -3,16 +3,19 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/pflag"
 
 	"github.com/pcp-dev/pcp/lib/code"
 	"github.com/pcp-dev/pcp/lib/discovery"
+	"github.com/pcp-dev/pcp/lib/node"
 	"github.com/pcp-dev/pcp/lib/session"
 	"github.com/pcp-dev/pcp/lib/status"
 )
@@ -31,8 +34,15 @@ type Flags struct {
 	Listen    []string
 	Identity  string
 	Peers     []string
+	Relays    []string
 	Verbose   bool
 	Quiet     bool
+
+	// AllowRelay is --allow-relay; askRelay is set when the command asks
+	// for consent to relay (AddAllowRelay), prog names it in the question.
+	AllowRelay bool
+	askRelay   bool
+	prog       string
 
 	fromEnv map[string]bool // flags that took their value from the environment
 }
@@ -83,7 +93,33 @@ func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 	withEnv(fs, "timeout", "PCP_TIMEOUT")
 	fs.StringSliceVar(&f.Listen, "listen", nil, "listen on these multiaddrs, comma-separated (default: all interfaces, random ports, TCP and QUIC)")
 	fs.StringVar(&f.Identity, "identity", "", "keep the peer's key in `FILE` (created if missing) for a stable peer ID")
+	fs.StringSliceVar(&f.Relays, "relay", nil, "behind a NAT, be reachable through this relay (full multiaddr) instead of relays found in the DHT; repeatable")
+	withEnv(fs, "relay", "PCP_RELAY")
 	f.AddVerbosity(fs)
+}
+
+// AddAllowRelay registers --allow-relay for a command (prog) that moves data.
+func (f *Flags) AddAllowRelay(fs *pflag.FlagSet, prog string) {
+	f.askRelay, f.prog = true, prog
+	fs.BoolVar(&f.AllowRelay, "allow-relay", false, "when no direct connection can be made, send the data through a relay that allows it (on a terminal: asks)")
+}
+
+// allowRelay answers whether data may go through relay: yes with
+// --allow-relay, else the user's answer on a terminal, else no.
+func (f *Flags) allowRelay(ctx context.Context, relay peer.ID, reason string) (bool, error) {
+	if f.AllowRelay {
+		return true, nil
+	}
+	if !CanAsk() {
+		return false, nil
+	}
+	q := fmt.Sprintf("no direct connection to the peer (%s); send the data through relay %s?", reason, node.ShortID(relay))
+	ok, err := Ask(ctx, f.prog, q, "--allow-relay")
+	var usage *UsageError
+	if errors.As(err, &usage) {
+		return false, nil
+	}
+	return ok, err
 }
 
 // AddVerbosity registers -v and -q.
@@ -185,6 +221,14 @@ func (f *Flags) Session(log status.Logger) (session.Config, error) {
 		if cfg.Peers, err = discovery.ParseAddrs(f.Peers); err != nil {
 			return cfg, &UsageError{Err: fmt.Errorf("--peer: %w", err)}
 		}
+	}
+	if len(f.Relays) > 0 {
+		if cfg.Relays, err = discovery.ParseAddrs(f.Relays); err != nil {
+			return cfg, &UsageError{Err: fmt.Errorf("--relay: %w", err)}
+		}
+	}
+	if f.askRelay {
+		cfg.AllowRelay = f.allowRelay
 	}
 	if f.Timeout < 0 {
 		return cfg, Usagef("--timeout must not be negative")

@@ -52,6 +52,9 @@ type Config struct {
 	// NATService makes the host answer AutoNAT dial-back requests, so that
 	// peers can learn whether they are reachable (pcp node).
 	NATService bool
+	// NAT, if set, prepares the host to be reached from behind a NAT:
+	// relay reservations, hole punching, and the reachability it assumes.
+	NAT *NAT
 }
 
 // RelayLimits bound each relayed connection of a relay service. Public relays
@@ -104,6 +107,9 @@ func New(cfg Config) (host.Host, error) {
 	}
 	if cfg.NATService {
 		opts = append(opts, libp2p.EnableNATService())
+	}
+	if cfg.NAT != nil {
+		opts = append(opts, cfg.NAT.options()...)
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

@@ -177,6 +177,9 @@ func retryDelay(n int) time.Duration {
 // attempt connects to one candidate, authenticates and sends the request.
 func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candidate, want string) (*Peer, error) {
 	h := cfg.Host
+	if cfg.BeforeDial != nil {
+		cfg.BeforeDial(ctx, c)
+	}
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	// Find paces its own attempts: a failed dial a moment ago must not

@@ -5,6 +5,7 @@
 package rendezvous
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,9 @@ type Config struct {
 	Code    code.Code
 	Methods []discovery.Method
 	Log     status.Logger
+	// BeforeDial, if set, is called before the finder dials a candidate;
+	// it may wait (bounded) until the host is ready for that candidate.
+	BeforeDial func(ctx context.Context, c discovery.Candidate)
 }
 
 // Peer is the other side of an authenticated stream.

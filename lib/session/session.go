@@ -17,6 +17,7 @@ import (
 	"github.com/pcp-dev/pcp/lib/node"
 	"github.com/pcp-dev/pcp/lib/pipe"
 	"github.com/pcp-dev/pcp/lib/rendezvous"
+	"github.com/pcp-dev/pcp/lib/route"
 	"github.com/pcp-dev/pcp/lib/status"
 )
 
@@ -32,6 +33,12 @@ type Config struct {
 	Bootstrap []peer.AddrInfo
 	// Peers, if set, are dialled directly instead of discovering (recv --peer).
 	Peers []peer.AddrInfo
+	// Relays are the relays to reserve a slot on (--relay); without them,
+	// relays are looked for among the DHT's peers.
+	Relays []peer.AddrInfo
+	// AllowRelay is asked whether data may go through a relay when no
+	// direct connection could be made; nil means never (see route.Policy).
+	AllowRelay func(ctx context.Context, relay peer.ID, reason string) (bool, error)
 	// Log receives status lines.
 	Log status.Logger
 }
@@ -43,11 +50,18 @@ type Session struct {
 	methods []discovery.Method
 	log     status.Logger
 	cancel  context.CancelFunc
+
+	nat        *node.NAT // nil when the session does not reach beyond the LAN
+	punches    *route.Tracker
+	allowRelay func(ctx context.Context, relay peer.ID, reason string) (bool, error)
+	bootstrap  []peer.AddrInfo
+	started    chan struct{} // closed once Host is set
 }
 
 // Start starts the host and, unless cfg.Peers is set, the discovery methods.
 func Start(ctx context.Context, cfg Config) (*Session, error) {
 	start := time.Now()
+	s := &Session{log: cfg.Log, punches: route.NewTracker(), allowRelay: cfg.AllowRelay, bootstrap: cfg.Bootstrap, started: make(chan struct{})}
 	ncfg := node.Config{Listen: cfg.Listen}
 	if cfg.IdentityFile != "" {
 		k, err := node.LoadIdentity(cfg.IdentityFile)
@@ -56,12 +70,19 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 		}
 		ncfg.Identity = k
 	}
+	if (cfg.DHT && len(cfg.Peers) == 0) || len(cfg.Relays) > 0 {
+		// Beyond the LAN: relay reservations and hole punching.
+		s.nat = &node.NAT{Relays: cfg.Relays, FindRelays: s.relayCandidates, Tracer: s.punches}
+		ncfg.NAT = s.nat
+	}
 	h, err := node.New(ncfg)
 	if err != nil {
 		return nil, err
 	}
+	s.Host = h
+	close(s.started)
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Session{Host: h, log: cfg.Log, cancel: cancel}
+	s.cancel = cancel
 	switch {
 	case len(cfg.Peers) > 0:
 		s.methods = append(s.methods, discovery.Static{Peers: cfg.Peers})
@@ -76,7 +97,7 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 				return nil, err
 			}
 			s.dht = d
-			s.methods = append(s.methods, d)
+			s.methods = append(s.methods, gated{Method: d, ready: s.reachable})
 		}
 	}
 	cfg.Log.Debugf("host %s started in %v", node.ShortID(h.ID()), time.Since(start).Round(time.Millisecond))
@@ -110,12 +131,21 @@ func (s *Session) Close() error {
 }
 
 func (s *Session) rendezvous(c code.Code) rendezvous.Config {
-	return rendezvous.Config{Host: s.Host, Code: c, Methods: s.methods, Log: s.log}
+	cfg := rendezvous.Config{Host: s.Host, Code: c, Methods: s.methods, Log: s.log}
+	if s.nat != nil {
+		cfg.BeforeDial = s.beforeDial
+	}
+	return cfg
+}
+
+func (s *Session) policy() route.Policy {
+	return route.Policy{AllowRelay: s.allowRelay, Tracker: s.punches, Log: s.log}
 }
 
 // Result describes a finished transfer.
 type Result struct {
 	Peer     *rendezvous.Peer
+	Path     route.Path // the connection that carried the data
 	Bytes    int64
 	Transfer time.Duration // the data phase: from the receiver's consent to the end
 
@@ -155,13 +185,20 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	}
 	a.Close()
 	defer p.Stream.Close()
+	data := route.Expect(s.Host, p.Stream)
 	if err := p.Accept(); err != nil {
 		return Result{}, err
 	}
-	res := Result{Peer: p}
 	s.log.Debugf("peer found and authenticated %v after the start", time.Since(start).Round(time.Millisecond))
-	s.log.Infof("peer %s authenticated; sending over %s", node.ShortID(p.ID), p.Transport())
-	n, err := pipe.Send(ctx, p.Stream, h, src, timed(&opt, &res))
+	stream, path, err := data.Wait(ctx, s.policy())
+	if err != nil {
+		return Result{}, err
+	}
+	defer stream.Close()
+	res := Result{Peer: p, Path: path}
+	s.log.Debugf("data connection ready %v after the start", time.Since(start).Round(time.Millisecond))
+	s.log.Infof("peer %s authenticated; sending %s", node.ShortID(p.ID), path)
+	n, err := pipe.Send(ctx, stream, h, src, timed(&opt, &res))
 	res.Bytes = n
 	res.finish()
 	return res, err
@@ -178,10 +215,16 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 		return Result{}, waitError(ctx, err, false)
 	}
 	defer p.Stream.Close()
-	res := Result{Peer: p}
 	s.log.Debugf("peer found and authenticated %v after the start", time.Since(start).Round(time.Millisecond))
-	s.log.Infof("peer %s found by %s and authenticated; receiving over %s", node.ShortID(p.ID), p.Source, p.Transport())
-	n, err := pipe.Receive(ctx, p.Stream, dst, timed(&opt, &res))
+	stream, path, err := route.Finder(ctx, s.Host, p.Stream, s.policy())
+	if err != nil {
+		return Result{}, err
+	}
+	defer stream.Close()
+	res := Result{Peer: p, Path: path}
+	s.log.Debugf("data connection ready %v after the start", time.Since(start).Round(time.Millisecond))
+	s.log.Infof("peer %s found by %s and authenticated; receiving %s", node.ShortID(p.ID), p.Source, path)
+	n, err := pipe.Receive(ctx, stream, dst, timed(&opt, &res))
 	res.Bytes = n
 	res.finish()
 	return res, err
