@@ -23,8 +23,9 @@ cross: ## cross-compile everything for macOS and Windows
 test: build check ## run every test; network tests run in private network namespaces
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 15m ./...
 
-bench: build ## measure throughput, rendezvous time and memory (prints figures)
+bench: build ## measure throughput, rendezvous time, memory and NAT traversal (prints figures)
 	PCP_BIN=$(CURDIR)/bin bash bench/bench.sh
+	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -run '^$$' -bench NAT -benchtime 1x ./tests
 
 install: build ## install the commands and man pages under PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7

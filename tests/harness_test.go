@@ -210,7 +210,13 @@ func (p *proc) waitStdout(n int, timeout time.Duration) {
 // nodeFirstLine starts `pcp node ARGS` and returns the first line it prints.
 func nodeFirstLine(t testing.TB, args ...string) (*proc, string) {
 	t.Helper()
-	cmd := command(t, "pcp", append([]string{"node"}, args...)...)
+	return startNode(t, command(t, "pcp", append([]string{"node"}, args...)...))
+}
+
+// startNode starts cmd, a `pcp node` command, and returns the first line it
+// prints: its address.
+func startNode(t testing.TB, cmd *exec.Cmd) (*proc, string) {
+	t.Helper()
 	out, w := io.Pipe()
 	cmd.Stdout = w
 	p := start(t, cmd, nil)

@@ -104,9 +104,8 @@ type Tracker struct {
 }
 
 type punches struct {
-	failed    int
-	succeeded bool
-	last      string // the last error
+	failed int
+	last   string // the last error
 }
 
 // NewTracker returns an empty Tracker.
@@ -126,9 +125,7 @@ func (t *Tracker) Trace(e *holepunch.Event) {
 	}
 	switch ev := e.Evt.(type) {
 	case *holepunch.EndHolePunchEvt:
-		if ev.Success {
-			p.succeeded = true
-		} else {
+		if !ev.Success {
 			p.failed++
 			p.last = ev.Error
 		}

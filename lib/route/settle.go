@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -24,8 +26,8 @@ type Policy struct {
 	AllowRelay func(ctx context.Context, relay peer.ID, reason string) (bool, error)
 	// PunchWait bounds the wait for a direct connection; 0 means PunchWait.
 	PunchWait time.Duration
-	// Tracker, if set, tells a failed hole punch early, and a punched
-	// connection from one that was direct anyway.
+	// Tracker, if set, tells when hole punching has failed, before
+	// PunchWait is up.
 	Tracker *Tracker
 	// Log receives status lines.
 	Log status.Logger
@@ -81,7 +83,7 @@ func Finder(ctx context.Context, h host.Host, ctl network.Stream, pol Policy) (n
 		s, err := openData(ctx, h, id)
 		if err == nil {
 			ctl.Close()
-			return s, upgraded(s.Conn(), pol.Tracker, id, time.Since(start)), nil
+			return s, upgraded(s.Conn(), time.Since(start)), nil
 		}
 		reason = fmt.Sprintf("the direct connection failed: %v", err)
 	}
@@ -138,7 +140,7 @@ func waitDirect(ctx context.Context, h host.Host, id peer.ID, pol Policy) (strin
 			return "", nil
 		}
 		if st := pol.Tracker.state(id); st.failed >= maxAttempts {
-			pol.Log.Debugf("hole punching: %s", st.last)
+			pol.Log.Debugf("hole punching: %s", strings.Join(strings.Fields(st.last), " "))
 			return fmt.Sprintf("hole punching failed %d times: a symmetric NAT or a firewall is in the way", st.failed), nil
 		}
 		select {
@@ -179,12 +181,11 @@ func openData(ctx context.Context, h host.Host, id peer.ID) (network.Stream, err
 	return s, nil
 }
 
-// upgraded describes the direct connection that followed a relayed one.
-func upgraded(c network.Conn, t *Tracker, id peer.ID, waited time.Duration) Path {
+// upgraded describes the direct connection that followed a relayed one:
+// DCUtR made it, by a hole punch or by its dial back.
+func upgraded(c network.Conn, waited time.Duration) Path {
 	p := Of(c)
-	if t.state(id).succeeded {
-		p.Kind, p.Punch = Punched, waited
-	}
+	p.Kind, p.Punch = Punched, waited
 	return p
 }
 
@@ -257,9 +258,20 @@ func (e *Expectation) Wait(ctx context.Context, pol Policy) (network.Stream, Pat
 	select {
 	case s := <-e.data:
 		e.ctl.Close()
-		return s, upgraded(s.Conn(), pol.Tracker, e.id, time.Since(start)), nil
+		return s, upgraded(s.Conn(), time.Since(start)), nil
 	case a := <-frames:
 		switch {
+		case errors.Is(a.err, io.EOF):
+			// The finder closes the stream once it has opened the data
+			// stream, which may still be on its way.
+			select {
+			case s := <-e.data:
+				return s, upgraded(s.Conn(), time.Since(start)), nil
+			case <-time.After(dataTimeout):
+				return nil, Path{}, errors.New("the peer closed the stream without opening a data connection")
+			case <-ctx.Done():
+				return nil, Path{}, ctx.Err()
+			}
 		case a.err != nil:
 			return nil, Path{}, fmt.Errorf("the peer left before the data connection: %w", a.err)
 		case a.t == frame.Error:

@@ -6,10 +6,12 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pcp-dev/pcp/lib/code"
@@ -201,7 +203,7 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	n, err := pipe.Send(ctx, stream, h, src, timed(&opt, &res))
 	res.Bytes = n
 	res.finish()
-	return res, err
+	return res, relayLost(err, stream, path)
 }
 
 // Receive finds c's announcer within timeout (0: no limit), authenticates,
@@ -227,7 +229,16 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	n, err := pipe.Receive(ctx, stream, dst, timed(&opt, &res))
 	res.Bytes = n
 	res.finish()
-	return res, err
+	return res, relayLost(err, stream, path)
+}
+
+// relayLost names the relay when a relayed transfer failed because the
+// relayed connection closed under it.
+func relayLost(err error, s network.Stream, p route.Path) error {
+	if err == nil || p.Kind != route.Relayed || !s.Conn().IsClosed() {
+		return err
+	}
+	return fmt.Errorf("the connection through relay %s was lost: %w", node.ShortID(p.Relay), err)
 }
 
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
