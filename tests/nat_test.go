@@ -219,6 +219,16 @@ func TestNATSymmetric(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	killedSend, killedRecv := n.pipeFrom(h1, h2, slowReader{ctx}, append(relay(2), "--allow-relay")...)
+	// pcp, where the receiver consents on its terminal: script(1) gives it
+	// one, and the answer is typed ahead.
+	src, out, c := t.TempDir(), t.TempDir(), newCode(t)
+	makeTree(t, filepath.Join(src, "tree"))
+	common := append([]string{"--discovery", "dht", "--bootstrap", n.bootstrap}, relay(0)...)
+	sc := h1.Command(binary(t, "pcp"), append([]string{"send", "--code", c, "--allow-relay", "-v", "tree"}, common...)...)
+	sc.Dir = src
+	askedSend := start(t, sc, nil)
+	recvLine := strings.Join(append([]string{binary(t, "pcp"), "receive", "--yes", "--output", out, "--timeout", "60s", c}, common...), " ")
+	askedRecv := start(t, h2.Command("script", "-qefc", recvLine, "/dev/null"), strings.NewReader("y\n"))
 
 	// Without consent: exit 1 on both sides, saying why and what would help.
 	refusedRecv.expectExit(60*time.Second, 1)
@@ -258,6 +268,16 @@ func TestNATSymmetric(t *testing.T) {
 			t.Fatalf("%s does not say that the relay is limited:\n%s", p.name, p.stderr.String())
 		}
 	}
+
+	// With a yes on the terminal.
+	askedRecv.expectExit(60*time.Second, 0)
+	askedSend.expectExit(10*time.Second, 0)
+	showStatus(t, askedSend, askedRecv)
+	screen := askedRecv.stdout.String()
+	if !strings.Contains(screen, "send the data through relay "+n.shortID(0)+"? [y/N]") {
+		t.Fatalf("the receiver did not ask on its terminal:\n%s", screen)
+	}
+	sameTree(t, filepath.Join(src, "tree"), filepath.Join(out, "tree"))
 
 	// The relay dies mid-transfer: both sides fail at once (the relay's
 	// connections close), well before the 10 s heartbeat timeout.

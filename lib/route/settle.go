@@ -232,6 +232,14 @@ func Expect(h host.Host, ctl network.Stream) *Expectation {
 	return e
 }
 
+// Cancel gives up the expectation without waiting (the finder's request
+// could not be answered).
+func (e *Expectation) Cancel() {
+	if e.data != nil {
+		e.h.RemoveStreamHandler(Protocol)
+	}
+}
+
 // Wait settles the path from the announcer's side, following the finder's
 // decision: a data stream on a direct connection, a request to go on
 // through the relay (granted if pol allows it), or an error.
@@ -240,7 +248,7 @@ func (e *Expectation) Wait(ctx context.Context, pol Policy) (network.Stream, Pat
 	if e.data == nil {
 		return e.ctl, path, nil
 	}
-	defer e.h.RemoveStreamHandler(Protocol)
+	defer e.Cancel()
 	pol.Log.Infof("met the peer through relay %s; waiting for a direct connection (hole punching)", node.ShortID(path.Relay))
 	start := time.Now()
 	type answer struct {

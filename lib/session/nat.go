@@ -80,16 +80,18 @@ func (s *Session) reachable(ctx context.Context) {
 	}
 }
 
-// beforeDial waits, at most ReachWait, for hole punching to be served before
-// a candidate is dialled through a relay: a relayed connection made before
-// that is never upgraded to a direct one.
+// beforeDial waits, at most ReachWait and only once, for hole punching to
+// be served before a candidate is dialled through a relay: a relayed
+// connection made before that is never upgraded to a direct one.
 func (s *Session) beforeDial(ctx context.Context, c discovery.Candidate) {
 	if !slices.ContainsFunc(c.Addrs, node.IsRelayed) || !node.OnInternet(s.Host) {
 		return
 	}
-	if !waitFor(ctx, func() bool { return node.HolePunchReady(s.Host) }) {
-		s.log.Debugf("hole punching not ready after %v; dialling %s anyway", ReachWait, node.ShortID(c.ID))
-	}
+	s.punchWait.Do(func() {
+		if !waitFor(ctx, func() bool { return node.HolePunchReady(s.Host) }) {
+			s.log.Debugf("hole punching not ready after %v; dialling %s anyway", ReachWait, node.ShortID(c.ID))
+		}
+	})
 }
 
 // waitFor polls cond until it holds (true), ReachWait passes or ctx ends.

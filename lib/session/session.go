@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -58,6 +59,7 @@ type Session struct {
 	allowRelay func(ctx context.Context, relay peer.ID, reason string) (bool, error)
 	bootstrap  []peer.AddrInfo
 	started    chan struct{} // closed once Host is set
+	punchWait  sync.Once     // the finder waits for hole punching once at most
 }
 
 // Start starts the host and, unless cfg.Peers is set, the discovery methods.
@@ -189,6 +191,7 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	defer p.Stream.Close()
 	data := route.Expect(s.Host, p.Stream)
 	if err := p.Accept(); err != nil {
+		data.Cancel()
 		return Result{}, err
 	}
 	s.log.Debugf("peer found and authenticated %v after the start", time.Since(start).Round(time.Millisecond))
