@@ -279,7 +279,8 @@ pipe_run() {
 		fail "$tag: the receiver got $size, want $want bytes"
 	grep -q "^pcp-pipe: sent $size in .*; the receiver confirmed it$" "$tmp/$tag.send.err" ||
 		{ show "$tmp/$tag.send.err"; fail "$tag: no 'sent … confirmed' line from the sender"; }
-	p_transport=$(sed -n 's/^pcp-pipe: peer .* authenticated; receiving over \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
+	# pcp-pipe: peer …abc found by mdns and authenticated; receiving over the LAN (tcp)
+	p_transport=$(sed -n 's/^pcp-pipe: peer .* authenticated; receiving .*(\([a-z0-9-]*\)[,)].*$/\1/p' "$tmp/$tag.recv.err")
 	host=$(sed -n 's/^pcp-pipe: host .* started in \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
 	found=$(sed -n 's/^pcp-pipe: [a-z]*: authenticated .* (\(.*\) after start)$/\1/p' "$tmp/$tag.recv.err")
 	p_data=$(seconds "$dur") || fail "$tag: cannot read the duration '$dur'"
@@ -424,7 +425,7 @@ send_run() {
 	reap "$s" || rc=$?
 	((rc == 0)) || { show "$tmp/$tag.send.err"; show "$tmp/$tag.recv.err"; fail "$tag: pcp send exited $rc"; }
 
-	# pcp: received 1.0 GiB (310.2 MiB on the wire) in 1.234s (829.8 MiB/s), direct over tcp; digest verified
+	# pcp: received 1.0 GiB (310.2 MiB on the wire) in 1.234s (829.8 MiB/s), over the LAN (tcp); digest verified
 	# (without "(… on the wire)" when the wire carried as many bytes as the files hold)
 	line=$(sed -n 's/^pcp: received \(.*\) in \([^ ]*\) ([^)]*\/s), \(.*\); digest verified$/\1|\2|\3/p' "$tmp/$tag.recv.err")
 	[[ -n $line ]] || { show "$tmp/$tag.recv.err"; fail "$tag: no 'received … digest verified' line"; }
@@ -435,7 +436,7 @@ send_run() {
 	[[ $size == "1.0 GiB" ]] || { show "$tmp/$tag.recv.err"; fail "$tag: the receiver got $size of files, want 1.0 GiB"; }
 	grep -qF "pcp: sent $amount in " "$tmp/$tag.send.err" && grep -q '; the receiver confirmed it$' "$tmp/$tag.send.err" ||
 		{ show "$tmp/$tag.send.err"; fail "$tag: no 'sent $amount … confirmed' line from the sender"; }
-	s_transport=${route#direct over }
+	s_transport=$(sed -n 's/.*(\([a-z0-9-]*\)[,)].*/\1/p' <<<"$route")
 	s_wire=$(bytes_of "$wire") || fail "$tag: cannot read the size '$wire'"
 	got=$out/$(basename -- "$input")
 	[[ -f $got && $(stat -c %s "$got") == "$big" ]] || { ls -la "$out" >&2; fail "$tag: no 1 GiB file $got after the transfer"; }

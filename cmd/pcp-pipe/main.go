@@ -49,6 +49,7 @@ func send(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("send takes no arguments (the data comes on stdin)")
 	}
+	f.StdinIsData = true
 	log := f.Logger("pcp-pipe", os.Stderr)
 	s, err := f.Start(ctx, log)
 	if err != nil {

@@ -32,6 +32,7 @@ func send(ctx context.Context, args []string) error {
 	if fs.NArg() > 1 && slices.Contains(fs.Args(), "-") {
 		return cli.Usagef("- (stdin) cannot be sent together with other paths")
 	}
+	f.StdinIsData = slices.Contains(fs.Args(), "-")
 	if opt.Level < 0 || opt.Level > 4 {
 		return cli.Usagef("--compress must be 0 to 4")
 	}

@@ -43,6 +43,9 @@ type Flags struct {
 	AllowRelay bool
 	askRelay   bool
 	prog       string
+	// StdinIsData tells that the command reads its data from stdin: then
+	// no question is asked there.
+	StdinIsData bool
 
 	fromEnv map[string]bool // flags that took their value from the environment
 }
@@ -101,7 +104,7 @@ func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 // AddAllowRelay registers --allow-relay for a command (prog) that moves data.
 func (f *Flags) AddAllowRelay(fs *pflag.FlagSet, prog string) {
 	f.askRelay, f.prog = true, prog
-	fs.BoolVar(&f.AllowRelay, "allow-relay", false, "when no direct connection can be made, send the data through a relay that allows it (on a terminal: asks)")
+	fs.BoolVar(&f.AllowRelay, "allow-relay", false, "when no direct connection can be made, send the data through a relay that allows it (else asks on a terminal, unless stdin carries the data)")
 }
 
 // allowRelay answers whether data may go through relay: yes with
@@ -110,7 +113,7 @@ func (f *Flags) allowRelay(ctx context.Context, relay peer.ID, reason string) (b
 	if f.AllowRelay {
 		return true, nil
 	}
-	if !CanAsk() {
+	if f.StdinIsData || !CanAsk() {
 		return false, nil
 	}
 	q := fmt.Sprintf("no direct connection to the peer (%s); send the data through relay %s?", reason, node.ShortID(relay))

@@ -89,9 +89,16 @@ func (p Path) String() string {
 type NoDirectError struct {
 	Reason  string // why there is no direct connection
 	Refusal string // why the relay was not used
+	// Peer is the peer's own account, when the peer decided.
+	Peer string
+
+	answered bool // the peer refused our request: nothing to tell it
 }
 
 func (e *NoDirectError) Error() string {
+	if e.Peer != "" {
+		return "the peer: " + e.Peer
+	}
 	return "no direct connection to the peer (" + e.Reason + "), and " + e.Refusal
 }
 
@@ -105,6 +112,7 @@ type Tracker struct {
 
 type punches struct {
 	failed int
+	gaveUp bool   // a protocol error: go-libp2p tries no more
 	last   string // the last error
 }
 
@@ -130,7 +138,7 @@ func (t *Tracker) Trace(e *holepunch.Event) {
 			p.last = ev.Error
 		}
 	case *holepunch.ProtocolErrorEvt:
-		p.last = ev.Error
+		p.gaveUp, p.last = true, ev.Error
 	}
 }
 

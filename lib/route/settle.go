@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -65,13 +65,31 @@ const (
 // stream. It returns the stream that carries the data: ctl itself when it
 // is direct or when both agreed to the relay, else a new stream on a direct
 // connection (and ctl is closed). It fails with a *NoDirectError when
-// neither is possible.
+// neither is possible. Whenever it fails, it tells the announcer on ctl.
 func Finder(ctx context.Context, h host.Host, ctl network.Stream, pol Policy) (network.Stream, Path, error) {
-	conn := ctl.Conn()
-	path := Of(conn)
+	path := Of(ctl.Conn())
 	if path.Kind != Relayed {
 		return ctl, path, nil
 	}
+	s, path, err := settle(ctx, h, ctl, path, pol)
+	var nd *NoDirectError
+	switch {
+	case err == nil:
+	case errors.As(err, &nd):
+		if nd.Peer == "" && !nd.answered { // our decision: the announcer learns why
+			tell(ctl, frame.Reject, nd.Error())
+		}
+	case ctx.Err() != nil:
+		tell(ctl, frame.Error, "interrupted")
+		return nil, Path{}, ctx.Err()
+	default:
+		tell(ctl, frame.Error, err.Error())
+	}
+	return s, path, err
+}
+
+func settle(ctx context.Context, h host.Host, ctl network.Stream, path Path, pol Policy) (network.Stream, Path, error) {
+	conn := ctl.Conn()
 	id := conn.RemotePeer()
 	pol.Log.Infof("met the peer through relay %s; waiting for a direct connection (hole punching)", node.ShortID(path.Relay))
 	start := time.Now()
@@ -85,47 +103,60 @@ func Finder(ctx context.Context, h host.Host, ctl network.Stream, pol Policy) (n
 			ctl.Close()
 			return s, upgraded(s.Conn(), time.Since(start)), nil
 		}
+		if ctx.Err() != nil {
+			return nil, Path{}, ctx.Err()
+		}
 		reason = fmt.Sprintf("the direct connection failed: %v", err)
 	}
 	pol.Log.Debugf("no direct connection after %v: %s", time.Since(start).Round(time.Millisecond), reason)
 
-	refusal := ""
-	switch {
-	case conn.Stat().Limited:
-		refusal = fmt.Sprintf("relay %s cuts relayed connections off after a little data or time (public relays allow 128 KiB and 2 minutes), too little for a transfer", node.ShortID(path.Relay))
-	default:
-		ok, err := pol.allow(ctx, path.Relay, reason)
-		if err != nil {
-			return nil, Path{}, err
-		}
-		if !ok {
-			refusal = fmt.Sprintf("the data goes through relay %s only with consent (--allow-relay)", node.ShortID(path.Relay))
-		}
+	if conn.Stat().Limited {
+		return nil, Path{}, &NoDirectError{Reason: reason, Refusal: limitedRefusal(path.Relay)}
 	}
-	if refusal != "" {
-		ndErr := &NoDirectError{Reason: reason, Refusal: refusal}
-		frame.Write(ctl, frame.Error, []byte("the receiver has "+ndErr.Error()))
-		closeAfter(ctl)
-		return nil, Path{}, ndErr
+	ok, err := pol.allow(ctx, path.Relay, reason)
+	switch {
+	case err != nil:
+		return nil, Path{}, err
+	case !ok:
+		return nil, Path{}, &NoDirectError{Reason: reason, Refusal: consentRefusal(path.Relay)}
 	}
 	pol.Log.Infof("asking the peer to send through relay %s", node.ShortID(path.Relay))
 	if err := frame.Write(ctl, frame.Request, []byte(requestRelay)); err != nil {
 		return nil, Path{}, fmt.Errorf("ask to go through the relay: %w", err)
 	}
 	ctl.SetReadDeadline(time.Now().Add(ConsentWait + partWait))
+	stop := context.AfterFunc(ctx, func() { ctl.SetReadDeadline(time.Now()) })
 	t, msg, err := frame.NewReader(ctl, maxMessage).Next()
+	stop()
 	ctl.SetReadDeadline(time.Time{})
 	switch {
+	case ctx.Err() != nil:
+		return nil, Path{}, ctx.Err()
 	case err != nil:
 		return nil, Path{}, fmt.Errorf("wait for the peer to allow the relay: %w", err)
 	case t == frame.Accept:
 		return ctl, path, nil
 	case t == frame.Reject:
 		ctl.Close()
-		return nil, Path{}, &NoDirectError{Reason: reason, Refusal: "the peer did not allow the relay: " + frame.Text(msg)}
+		return nil, Path{}, &NoDirectError{Reason: reason, Refusal: "the peer did not allow the relay: " + frame.Text(msg), answered: true}
 	}
 	ctl.Reset()
 	return nil, Path{}, fmt.Errorf("unexpected %v frame in answer to the relay request", t)
+}
+
+func limitedRefusal(relay peer.ID) string {
+	return fmt.Sprintf("relay %s cuts relayed connections off after a little data or time (public relays allow 128 KiB and 2 minutes), too little for a transfer", node.ShortID(relay))
+}
+
+func consentRefusal(relay peer.ID) string {
+	return fmt.Sprintf("the data goes through relay %s only with consent (--allow-relay)", node.ShortID(relay))
+}
+
+// tell writes a last frame on ctl, bounded in time, and ends the stream.
+func tell(ctl network.Stream, t frame.Type, msg string) {
+	ctl.SetWriteDeadline(time.Now().Add(time.Second))
+	frame.Write(ctl, t, []byte(msg))
+	closeAfter(ctl)
 }
 
 // waitDirect waits for a direct connection to id. It returns "" once there
@@ -139,9 +170,12 @@ func waitDirect(ctx context.Context, h host.Host, id peer.ID, pol Policy) (strin
 		if directConn(h, id) != nil {
 			return "", nil
 		}
-		if st := pol.Tracker.state(id); st.failed >= maxAttempts {
+		switch st := pol.Tracker.state(id); {
+		case st.failed >= maxAttempts:
 			pol.Log.Debugf("hole punching: %s", strings.Join(strings.Fields(st.last), " "))
 			return fmt.Sprintf("hole punching failed %d times: a symmetric NAT or a firewall is in the way", st.failed), nil
+		case st.gaveUp:
+			return "hole punching failed: " + brief(st.last), nil
 		}
 		select {
 		case <-ctx.Done():
@@ -154,6 +188,15 @@ func waitDirect(ctx context.Context, h host.Host, id peer.ID, pol Policy) (strin
 		case <-tick.C:
 		}
 	}
+}
+
+// brief flattens an error message to one line of at most 160 characters.
+func brief(msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	if len(msg) > 160 {
+		msg = msg[:157] + "..."
+	}
+	return msg
 }
 
 // directConn returns a connection to id that is not relayed, or nil.
@@ -205,6 +248,9 @@ type Expectation struct {
 	ctl  network.Stream
 	id   peer.ID
 	data chan network.Stream
+
+	mu     sync.Mutex
+	closed bool // no more data streams are taken
 }
 
 // Expect prepares the announcer for the finder's data stream. Call it before
@@ -223,10 +269,16 @@ func Expect(h host.Host, ctl network.Stream) *Expectation {
 			s.Reset()
 			return
 		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.closed {
+			s.Reset()
+			return
+		}
 		select {
 		case e.data <- s:
 		default:
-			s.Reset()
+			s.Reset() // one is enough
 		}
 	})
 	return e
@@ -235,8 +287,17 @@ func Expect(h host.Host, ctl network.Stream) *Expectation {
 // Cancel gives up the expectation without waiting (the finder's request
 // could not be answered).
 func (e *Expectation) Cancel() {
-	if e.data != nil {
-		e.h.RemoveStreamHandler(Protocol)
+	if e.data == nil {
+		return
+	}
+	e.h.RemoveStreamHandler(Protocol)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	select {
+	case s := <-e.data: // came too late to be used
+		s.Reset()
+	default:
 	}
 }
 
@@ -261,7 +322,8 @@ func (e *Expectation) Wait(ctx context.Context, pol Policy) (network.Stream, Pat
 		t, msg, err := frame.NewReader(e.ctl, maxMessage).Next()
 		frames <- answer{t, msg, err}
 	}()
-	timeout := time.NewTimer(pol.punchWait() + dataTimeout + ConsentWait)
+	// The finder's longest way to a decision, and a margin.
+	timeout := time.NewTimer(pol.punchWait() + dataTimeout + ConsentWait + partWait + 5*time.Second)
 	defer timeout.Stop()
 	select {
 	case s := <-e.data:
@@ -269,22 +331,24 @@ func (e *Expectation) Wait(ctx context.Context, pol Policy) (network.Stream, Pat
 		return s, upgraded(s.Conn(), time.Since(start)), nil
 	case a := <-frames:
 		switch {
-		case errors.Is(a.err, io.EOF):
+		case a.err != nil:
 			// The finder closes the stream once it has opened the data
-			// stream, which may still be on its way.
+			// stream, which may still be on its way; the relay may also
+			// drop the stream once the peers have a direct connection.
 			select {
 			case s := <-e.data:
 				return s, upgraded(s.Conn(), time.Since(start)), nil
 			case <-time.After(dataTimeout):
-				return nil, Path{}, errors.New("the peer closed the stream without opening a data connection")
+				return nil, Path{}, fmt.Errorf("the peer left without opening a data connection: %w", a.err)
 			case <-ctx.Done():
 				return nil, Path{}, ctx.Err()
 			}
-		case a.err != nil:
-			return nil, Path{}, fmt.Errorf("the peer left before the data connection: %w", a.err)
+		case a.t == frame.Reject:
+			e.ctl.Close()
+			return nil, Path{}, &NoDirectError{Peer: frame.Text(a.msg)}
 		case a.t == frame.Error:
 			e.ctl.Close()
-			return nil, Path{}, fmt.Errorf("%s", frame.Text(a.msg))
+			return nil, Path{}, fmt.Errorf("the peer gave up: %s", frame.Text(a.msg))
 		case a.t != frame.Request || string(a.msg) != requestRelay:
 			e.ctl.Reset()
 			return nil, Path{}, fmt.Errorf("unexpected %v frame while waiting for the data connection", a.t)
@@ -303,22 +367,20 @@ func (e *Expectation) Wait(ctx context.Context, pol Policy) (network.Stream, Pat
 func (e *Expectation) relay(ctx context.Context, path Path, pol Policy) (network.Stream, Path, error) {
 	reason := "the receiver could not connect directly"
 	refusal := ""
-	switch {
-	case e.ctl.Conn().Stat().Limited:
-		refusal = fmt.Sprintf("relay %s cuts relayed connections off after a little data or time", node.ShortID(path.Relay))
-	default:
+	if e.ctl.Conn().Stat().Limited {
+		refusal = limitedRefusal(path.Relay)
+	} else {
 		ok, err := pol.allow(ctx, path.Relay, reason)
 		if err != nil {
-			e.ctl.Reset()
+			tell(e.ctl, frame.Reject, "the sender was interrupted")
 			return nil, Path{}, err
 		}
 		if !ok {
-			refusal = fmt.Sprintf("the data goes through relay %s only with consent (--allow-relay)", node.ShortID(path.Relay))
+			refusal = consentRefusal(path.Relay)
 		}
 	}
 	if refusal != "" {
-		frame.Write(e.ctl, frame.Reject, []byte(refusal))
-		closeAfter(e.ctl)
+		tell(e.ctl, frame.Reject, refusal)
 		return nil, Path{}, &NoDirectError{Reason: reason, Refusal: refusal}
 	}
 	if err := frame.Write(e.ctl, frame.Accept, nil); err != nil {

@@ -46,6 +46,16 @@ func (s *Session) relayCandidates(ctx context.Context, n int) <-chan peer.AddrIn
 				return
 			}
 		}
+		// go-libp2p asks again only after 30 s: offer the DHT's peers too,
+		// once there are some.
+		if s.dht != nil {
+			select {
+			case <-s.dht.Ready():
+			case <-time.After(ReachWait):
+			case <-ctx.Done():
+				return
+			}
+		}
 		for _, id := range s.Host.Network().Peers() {
 			if !offer(s.Host.Peerstore().PeerInfo(id)) {
 				return

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,7 +59,7 @@ type Session struct {
 	punches    *route.Tracker
 	allowRelay func(ctx context.Context, relay peer.ID, reason string) (bool, error)
 	bootstrap  []peer.AddrInfo
-	started    chan struct{} // closed once Host is set
+	started    chan struct{} // closed once Host and dht are set
 	punchWait  sync.Once     // the finder waits for hole punching once at most
 }
 
@@ -74,9 +75,12 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 		}
 		ncfg.Identity = k
 	}
-	if (cfg.DHT && len(cfg.Peers) == 0) || len(cfg.Relays) > 0 {
+	if (cfg.DHT && len(cfg.Peers) == 0) || len(cfg.Relays) > 0 || relayedPeer(cfg.Peers) {
 		// Beyond the LAN: relay reservations and hole punching.
-		s.nat = &node.NAT{Relays: cfg.Relays, FindRelays: s.relayCandidates, Tracer: s.punches}
+		s.nat = &node.NAT{Relays: cfg.Relays, Tracer: s.punches}
+		if cfg.DHT && len(cfg.Peers) == 0 {
+			s.nat.FindRelays = s.relayCandidates
+		}
 		ncfg.NAT = s.nat
 	}
 	h, err := node.New(ncfg)
@@ -84,7 +88,6 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, err
 	}
 	s.Host = h
-	close(s.started)
 	ctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	switch {
@@ -104,11 +107,22 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 			s.methods = append(s.methods, gated{Method: d, ready: s.reachable})
 		}
 	}
+	close(s.started)
 	cfg.Log.Debugf("host %s started in %v", node.ShortID(h.ID()), time.Since(start).Round(time.Millisecond))
 	for _, a := range node.FullAddrs(h) {
 		cfg.Log.Debugf("listening on %s", a)
 	}
 	return s, nil
+}
+
+// relayedPeer reports whether a peer to dial (--peer) has a relayed address.
+func relayedPeer(peers []peer.AddrInfo) bool {
+	for _, ai := range peers {
+		if slices.ContainsFunc(ai.Addrs, node.IsRelayed) {
+			return true
+		}
+	}
+	return false
 }
 
 // CloseWait bounds how long Close waits for the host to shut down: a
