@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -219,6 +220,7 @@ func TestNATSymmetric(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	killedSend, killedRecv := n.pipeFrom(h1, h2, slowReader{ctx}, append(relay(2), "--allow-relay")...)
+	interruptedSend, interruptedRecv := n.pipe(h1, h2, randomBytes(t, 1<<20), append(relay(0), "--allow-relay")...)
 	// pcp, where the receiver consents on its terminal: script(1) gives it
 	// one, and the answer is typed ahead.
 	src, out, c := t.TempDir(), t.TempDir(), newCode(t)
@@ -229,6 +231,17 @@ func TestNATSymmetric(t *testing.T) {
 	askedSend := start(t, sc, nil)
 	recvLine := strings.Join(append([]string{binary(t, "pcp"), "receive", "--yes", "--output", out, "--timeout", "60s", c}, common...), " ")
 	askedRecv := start(t, h2.Command("script", "-qefc", recvLine, "/dev/null"), strings.NewReader("y\n"))
+
+	// Interrupted while waiting for the hole punch: the receiver stops at
+	// once (130) and the sender is told.
+	interruptedRecv.waitStderr("waiting for a direct connection", 30*time.Second)
+	interruptedRecv.cmd.Process.Signal(syscall.SIGINT)
+	interruptedRecv.expectExit(5*time.Second, 130)
+	interruptedSend.expectExit(5*time.Second, 1)
+	showStatus(t, interruptedSend, interruptedRecv)
+	if !strings.Contains(interruptedSend.stderr.String(), "the peer gave up: interrupted") {
+		t.Fatalf("the sender was not told of the interruption:\n%s", interruptedSend.stderr.String())
+	}
 
 	// Without consent: exit 1 on both sides, saying why and what would help.
 	refusedRecv.expectExit(60*time.Second, 1)

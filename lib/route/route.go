@@ -97,7 +97,7 @@ type NoDirectError struct {
 
 func (e *NoDirectError) Error() string {
 	if e.Peer != "" {
-		return "the peer: " + e.Peer
+		return "the peer reports: " + e.Peer
 	}
 	return "no direct connection to the peer (" + e.Reason + "), and " + e.Refusal
 }
