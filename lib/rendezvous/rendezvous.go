@@ -21,7 +21,6 @@ import (
 	"github.com/pcp-dev/pcp/lib/code"
 	"github.com/pcp-dev/pcp/lib/discovery"
 	"github.com/pcp-dev/pcp/lib/frame"
-	"github.com/pcp-dev/pcp/lib/node"
 	"github.com/pcp-dev/pcp/lib/status"
 )
 
@@ -73,10 +72,6 @@ type Peer struct {
 	// RTT is the round trip of the finder's request and its answer (finder side).
 	RTT time.Duration
 }
-
-// Transport names how the stream's connection carries data: "tcp", "quic"
-// or "relayed".
-func (p *Peer) Transport() string { return node.Transport(p.Stream.Conn()) }
 
 // Addrs returns the peer's known addresses as full multiaddrs ending in
 // /p2p/<peer ID>: the address we dialled first, then those the peer listens

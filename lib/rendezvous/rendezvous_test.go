@@ -242,8 +242,8 @@ func TestFindOverMDNS(t *testing.T) {
 	if fp.AuthTime <= 0 || ap.AuthTime <= 0 {
 		t.Fatalf("AuthTime finder %v, announcer %v: want both > 0", fp.AuthTime, ap.AuthTime)
 	}
-	if tr := fp.Transport(); tr != "tcp" {
-		t.Fatalf("finder's Transport() = %q, want tcp", tr)
+	if tr := node.Transport(fp.Stream.Conn()); tr != "tcp" {
+		t.Fatalf("the finder's stream goes over %q, want tcp", tr)
 	}
 	addrs := fp.Addrs(fh)
 	if len(addrs) == 0 || !strings.HasSuffix(addrs[0].String(), "/p2p/"+ah.ID().String()) ||

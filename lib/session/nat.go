@@ -76,11 +76,12 @@ func (s *Session) reachable(ctx context.Context) {
 		return
 	}
 	start := time.Now()
+	private := s.nat.Private()
 	ready := func() bool {
 		if !node.OnInternet(s.Host) {
 			return true
 		}
-		relayed := !s.nat.Private() || len(node.RelayAddrs(s.Host)) > 0
+		relayed := !private || len(node.RelayAddrs(s.Host)) > 0
 		return relayed && node.HolePunchReady(s.Host)
 	}
 	if waitFor(ctx, ready) {
