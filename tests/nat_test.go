@@ -157,49 +157,91 @@ var readyLine = regexp.MustCompile(`data connection ready ([0-9.]+m?s) after the
 
 // Behind cone NATs on both sides, the peers find each other through the
 // DHT, meet through a relay whose limits (128 KiB) could never carry the
-// data, punch a hole, and move every byte over the direct connection.
+// data, punch a hole, and move every byte over the direct connection:
+// with pcp-pipe, then with pcp.
+//
+// Hole punching is a race of packets, and once in dozens of runs all three
+// of go-libp2p's attempts time out even here (see the closing note of the
+// NAT issue): a pair that fails that way, saying so, gets one more try with
+// a new code. A second failure fails the test.
 func TestNATConePunchesThrough(t *testing.T) {
 	n := newInternet(t, nil, nil, nil)
 	h1, h2 := n.home(1, false), n.home(2, false)
 	data := randomBytes(t, 4<<20)
-
-	send, recv := n.pipe(h1, h2, data)
-	// And pcp, with a tree of files, at the same time.
-	src, out, c := t.TempDir(), t.TempDir(), newCode(t)
+	src := t.TempDir()
 	makeTree(t, filepath.Join(src, "tree"))
-	common := []string{"--discovery", "dht", "--bootstrap", n.bootstrap, "-v"}
-	sc := h1.Command(binary(t, "pcp"), append([]string{"send", "--code", c, "tree"}, common...)...)
-	sc.Dir = src
-	filesSend := start(t, sc, nil)
-	filesRecv := start(t, h2.Command(binary(t, "pcp"), append([]string{"receive", "--yes", "--output", out, "--timeout", "60s", c}, common...)...), nil)
 
-	recv.expectExit(60*time.Second, 0)
-	send.expectExit(10*time.Second, 0)
-	showStatus(t, send, recv)
-	if !bytes.Equal(recv.stdout.Bytes(), data) {
-		t.Fatalf("received %d bytes that differ from the %d sent", len(recv.stdout.Bytes()), len(data))
-	}
-	for _, p := range []*proc{send, recv} {
-		stderr := p.stderr.String()
-		for _, want := range []string{"met the peer through relay", "directly after hole punching"} {
-			if !strings.Contains(stderr, want) {
-				t.Fatalf("%s: %q not in its status lines:\n%s", p.name, want, stderr)
+	// pipe transfers data with pcp-pipe and checks it; it reports whether the
+	// pair failed only because hole punching did, which is then logged.
+	pipe := func(last bool) (retry bool) {
+		send, recv := n.pipe(h1, h2, data)
+		if punchFailed(t, send, recv, last) {
+			return true
+		}
+		send.expectExit(10*time.Second, 0)
+		showStatus(t, send, recv)
+		if !bytes.Equal(recv.stdout.Bytes(), data) {
+			t.Fatalf("received %d bytes that differ from the %d sent", len(recv.stdout.Bytes()), len(data))
+		}
+		for _, p := range []*proc{send, recv} {
+			stderr := p.stderr.String()
+			for _, want := range []string{"met the peer through relay", "directly after hole punching"} {
+				if !strings.Contains(stderr, want) {
+					t.Fatalf("%s: %q not in its status lines:\n%s", p.name, want, stderr)
+				}
+			}
+			if m := readyLine.FindStringSubmatch(stderr); m != nil {
+				t.Logf("%s: direct connection %s after the start", label(p), m[1])
 			}
 		}
-		if m := readyLine.FindStringSubmatch(stderr); m != nil {
-			t.Logf("%s: direct connection %s after the start", label(p), m[1])
-		}
+		return false
 	}
+	// files sends the tree with pcp and checks it, the same way.
+	files := func(last bool) (retry bool) {
+		out, c := t.TempDir(), newCode(t)
+		common := []string{"--discovery", "dht", "--bootstrap", n.bootstrap, "-v"}
+		sc := h1.Command(binary(t, "pcp"), append([]string{"send", "--code", c, "tree"}, common...)...)
+		sc.Dir = src
+		send := start(t, sc, nil)
+		recv := start(t, h2.Command(binary(t, "pcp"), append([]string{"receive", "--yes", "--output", out, "--timeout", "60s", c}, common...)...), nil)
+		if punchFailed(t, send, recv, last) {
+			return true
+		}
+		send.expectExit(10*time.Second, 0)
+		showStatus(t, send, recv)
+		sameTree(t, filepath.Join(src, "tree"), filepath.Join(out, "tree"))
+		for _, p := range []*proc{send, recv} {
+			if !strings.Contains(p.stderr.String(), "directly after hole punching") {
+				t.Fatalf("%s does not say the data went directly after hole punching:\n%s", p.name, p.stderr.String())
+			}
+		}
+		return false
+	}
+	if pipe(false) {
+		pipe(true)
+	}
+	if files(false) {
+		files(true)
+	}
+}
 
-	filesRecv.expectExit(30*time.Second, 0)
-	filesSend.expectExit(10*time.Second, 0)
-	showStatus(t, filesSend, filesRecv)
-	sameTree(t, filepath.Join(src, "tree"), filepath.Join(out, "tree"))
-	for _, p := range []*proc{filesSend, filesRecv} {
-		if !strings.Contains(p.stderr.String(), "directly after hole punching") {
-			t.Fatalf("%s does not say the data went directly after hole punching:\n%s", p.name, p.stderr.String())
-		}
+// punchFailed waits for recv to exit. It reports true, and logs it, when
+// the pair failed because hole punching did and this was not the last try;
+// it fails the test when recv failed otherwise.
+func punchFailed(t *testing.T, send, recv *proc, last bool) bool {
+	t.Helper()
+	code := recv.wait(60 * time.Second)
+	if code == 0 {
+		return false
 	}
+	if !last && strings.Contains(recv.stderr.String(), "(hole punching failed") {
+		send.wait(10 * time.Second)
+		t.Logf("hole punching failed; trying once more with a new code")
+		showStatus(t, send, recv)
+		return true
+	}
+	t.Fatalf("%s exited %d, want 0\nstderr:\n%s", recv.name, code, recv.stderr.String())
+	return false
 }
 
 // Behind symmetric NATs hole punching fails. The data then goes through a

@@ -112,8 +112,17 @@ type Tracker struct {
 
 type punches struct {
 	failed int
-	gaveUp bool   // a protocol error: go-libp2p tries no more
-	last   string // the last error
+	gaveUp bool     // a protocol error: go-libp2p tries no more
+	last   string   // the last error
+	addrs  []string // the peer's addresses that the last attempt dialled
+}
+
+// String summarizes the attempts for a -v status line.
+func (p punches) String() string {
+	if p.failed == 0 && !p.gaveUp {
+		return "no failed attempt"
+	}
+	return fmt.Sprintf("%d failed attempts to %v, the last: %s", p.failed, p.addrs, brief(p.last))
 }
 
 // NewTracker returns an empty Tracker.
@@ -132,6 +141,8 @@ func (t *Tracker) Trace(e *holepunch.Event) {
 		t.peers[e.Remote] = p
 	}
 	switch ev := e.Evt.(type) {
+	case *holepunch.StartHolePunchEvt:
+		p.addrs = ev.RemoteAddrs
 	case *holepunch.EndHolePunchEvt:
 		if !ev.Success {
 			p.failed++

@@ -172,7 +172,7 @@ func waitDirect(ctx context.Context, h host.Host, id peer.ID, pol Policy) (strin
 		}
 		switch st := pol.Tracker.state(id); {
 		case st.failed >= maxAttempts:
-			pol.Log.Debugf("hole punching: %s", strings.Join(strings.Fields(st.last), " "))
+			pol.Log.Debugf("hole punching: %v", st)
 			return fmt.Sprintf("hole punching failed %d times: a symmetric NAT or a firewall is in the way", st.failed), nil
 		case st.gaveUp:
 			return "hole punching failed: " + brief(st.last), nil
@@ -344,6 +344,7 @@ func (e *Expectation) Wait(ctx context.Context, pol Policy) (network.Stream, Pat
 				return nil, Path{}, ctx.Err()
 			}
 		case a.t == frame.Reject:
+			pol.Log.Debugf("hole punching: %v", pol.Tracker.state(e.id))
 			e.ctl.Close()
 			return nil, Path{}, &NoDirectError{Peer: frame.Text(a.msg)}
 		case a.t == frame.Error:
