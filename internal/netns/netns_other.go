@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
+
+	"github.com/pcp-dev/pcp/internal/linkem"
 )
 
 // errUnsupported is returned by commands on platforms without network
@@ -50,4 +52,13 @@ func Link(t testing.TB, a *Namespace, ifA, addrA string, b *Namespace, ifB, addr
 	t.Helper()
 	Require(t)
 	t.Fatalf("netns: link %s-%s: %v", ifA, ifB, errUnsupported)
+}
+
+// Emulate fails (or skips) the test: there are no network namespaces on
+// this platform.
+func Emulate(t testing.TB, a *Namespace, ifA, addrA string, b *Namespace, ifB, addrB string, ab, ba linkem.Shape, seed uint64) *linkem.Link {
+	t.Helper()
+	Require(t)
+	t.Fatalf("netns: emulate %s-%s: %v", ifA, ifB, errUnsupported)
+	return nil
 }

@@ -52,6 +52,14 @@ func runHelper(mode string, args []string) int {
 		err = helperMulticastReceive(args)
 	case "mcastsend":
 		err = helperMulticastSend(args)
+	case "udpecho":
+		err = helperUDPEcho(args)
+	case "udpprobe":
+		err = helperUDPProbe(args)
+	case "sink":
+		err = helperSink(args)
+	case "source":
+		err = helperSource(args)
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
 	}

@@ -1,0 +1,56 @@
+//go:build linux
+
+package netns
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/pcp-dev/pcp/internal/linkem"
+)
+
+// Emulate joins namespaces a and b like Link, but through a link emulated
+// in this process (internal/linkem): a's frames reach b shaped by ab, b's
+// reach a shaped by ba. Each end is a TAP device, created here under a
+// unique temporary name, moved into its namespace, renamed ifA or ifB and
+// configured like a veth end of Link (address, up, multicast and its route).
+// The emulator runs until the end of t, then the devices are removed. seed
+// makes the random losses repeatable.
+func Emulate(t testing.TB, a *Namespace, ifA, addrA string, b *Namespace, ifB, addrB string, ab, ba linkem.Shape, seed uint64) *linkem.Link {
+	t.Helper()
+	Require(t)
+	if a == b {
+		t.Fatalf("netns: emulate: both ends are in namespace %q", a.name)
+	}
+	for _, name := range []string{ifA, ifB} {
+		if err := validIfName(name); err != nil {
+			t.Fatalf("netns: emulate: %v", err)
+		}
+	}
+	seq := linkSeq.Add(1) % 100000
+	var taps [2]*os.File
+	for i, end := range []struct {
+		n          *Namespace
+		name, addr string
+	}{{a, ifA, addrA}, {b, ifB, addrB}} {
+		if err := end.n.check(); err != nil {
+			t.Fatalf("netns: emulate: %v", err)
+		}
+		tmp := fmt.Sprintf("pt%d_%d%c", os.Getpid()%100000, seq, 'a'+i)
+		tap, err := linkem.OpenTAP(tmp)
+		if err != nil {
+			if i == 1 {
+				taps[0].Close()
+			}
+			unavailable(t, fmt.Sprintf("netns: emulate: %v", err))
+		}
+		taps[i] = tap
+		hostIP(t, "link", "set", "dev", tmp, "netns", strconv.Itoa(end.n.pid))
+		end.n.configureLink(t, tmp, end.name, end.addr)
+	}
+	l := linkem.Start(taps[0], taps[1], ab, ba, seed)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
