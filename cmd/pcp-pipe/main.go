@@ -84,6 +84,7 @@ func recv(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	f.Receives = true
 	s, err := f.Start(ctx, f.Logger("pcp-pipe", os.Stderr))
 	if err != nil {
 		return err

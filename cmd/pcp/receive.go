@@ -41,6 +41,7 @@ func receive(ctx context.Context, args []string) error {
 		return cli.Usagef("--output %s: not a folder", opt.Dir)
 	}
 	log := f.Logger("pcp", os.Stderr)
+	f.Receives = true
 	opt.Confirm = func(o files.Offer) error {
 		log.Infof("receiving %s", o)
 		return nil

@@ -46,6 +46,9 @@ type Flags struct {
 	// StdinIsData tells that the command reads its data from stdin: then
 	// no question is asked there.
 	StdinIsData bool
+	// Receives tells that the command receives a transfer, so that its host
+	// is made for it (session.Config.Receiver).
+	Receives bool
 
 	fromEnv map[string]bool // flags that took their value from the environment
 }
@@ -208,7 +211,7 @@ func firstLine(path string) (string, error) {
 
 // Session builds the session configuration from the flags.
 func (f *Flags) Session(log status.Logger) (session.Config, error) {
-	cfg := session.Config{Listen: f.Listen, IdentityFile: f.Identity, Log: log}
+	cfg := session.Config{Listen: f.Listen, IdentityFile: f.Identity, Receiver: f.Receives, Log: log}
 	var err error
 	if cfg.MDNS, cfg.DHT, err = discovery.ParseMethods(f.Discovery); err != nil {
 		return cfg, &UsageError{Err: fmt.Errorf("--discovery: %w", err)}

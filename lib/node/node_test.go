@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pcp-dev/pcp/internal/netns"
@@ -179,5 +180,61 @@ func TestNoRelayService(t *testing.T) {
 	defer cancel()
 	if _, err := client.Reserve(ctx, b, peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}); err == nil {
 		t.Fatal("a host without a relay service granted a reservation")
+	}
+}
+
+// unreadWindow opens a stream from a new host to receiver whose reader takes
+// one byte and then stops, and returns how much the sender could write
+// before it had to wait for the receiver: its receive window.
+func unreadWindow(t *testing.T, receiver host.Host) int64 {
+	t.Helper()
+	const proto = "/pcp/test/window"
+	first := make(chan struct{})
+	receiver.SetStreamHandler(proto, func(s network.Stream) {
+		defer s.Close()
+		s.Read(make([]byte, 1)) // the first read sends the first window update
+		close(first)
+		time.Sleep(10 * time.Second)
+	})
+	sender := loopbackHost(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sender.Connect(ctx, peer.AddrInfo{ID: receiver.ID(), Addrs: receiver.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sender.NewStream(ctx, receiver.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	if _, err := s.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	<-first
+	buf := make([]byte, 64<<10)
+	n := int64(0)
+	for {
+		s.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		m, err := s.Write(buf)
+		n += int64(m)
+		if err != nil {
+			return n
+		}
+	}
+}
+
+func TestReceiverGrantsTheFullWindowAtOnce(t *testing.T) {
+	netns.Require(t)
+	if got := unreadWindow(t, loopbackHost(t, Config{})); got > 1<<20 {
+		t.Fatalf("a default host took %d unread bytes; its window should start at 256 KiB", got)
+	}
+	receiver := loopbackHost(t, Config{Receiver: true})
+	if got := unreadWindow(t, receiver); got < 15<<20 {
+		t.Fatalf("a receiver took %d unread bytes, want its full window of 16 MiB at once", got)
+	}
+	for _, p := range receiver.Mux().Protocols() {
+		if p == ping.ID {
+			t.Fatalf("a receiver serves %s, whose handler stops reading", p)
+		}
 	}
 }

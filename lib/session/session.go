@@ -43,6 +43,9 @@ type Config struct {
 	// AllowRelay is asked whether data may go through a relay when no
 	// direct connection could be made; nil means never (see route.Policy).
 	AllowRelay func(ctx context.Context, relay peer.ID, reason string) (bool, error)
+	// Receiver tells that the session will receive a transfer (see
+	// node.Config.Receiver).
+	Receiver bool
 	// Log receives status lines.
 	Log status.Logger
 }
@@ -67,7 +70,7 @@ type Session struct {
 func Start(ctx context.Context, cfg Config) (*Session, error) {
 	start := time.Now()
 	s := &Session{log: cfg.Log, punches: route.NewTracker(), allowRelay: cfg.AllowRelay, bootstrap: cfg.Bootstrap, started: make(chan struct{})}
-	ncfg := node.Config{Listen: cfg.Listen}
+	ncfg := node.Config{Listen: cfg.Listen, Receiver: cfg.Receiver}
 	if cfg.IdentityFile != "" {
 		k, err := node.LoadIdentity(cfg.IdentityFile)
 		if err != nil {
