@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pcp-dev/pcp/internal/linkem"
@@ -50,7 +51,36 @@ func Emulate(t testing.TB, a *Namespace, ifA, addrA string, b *Namespace, ifB, a
 		hostIP(t, "link", "set", "dev", tmp, "netns", strconv.Itoa(end.n.pid))
 		end.n.configureLink(t, tmp, end.name, end.addr)
 	}
+	// A path across the internet starts at a router on the LAN, whose
+	// address is resolved at LAN speed: fixed neighbour entries keep ARP
+	// off the emulated link, so that its delay is not paid twice on first
+	// contact.
+	a.neighbour(t, ifA, addrB, b.mac(t, ifB))
+	b.neighbour(t, ifB, addrA, a.mac(t, ifA))
 	l := linkem.Start(taps[0], taps[1], ab, ba, seed)
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// mac returns the hardware address of interface name in n.
+func (n *Namespace) mac(t testing.TB, name string) string {
+	t.Helper()
+	out, err := n.combinedOutput(setupTimeout, "ip", "-o", "link", "show", "dev", name)
+	if err != nil {
+		t.Fatalf("netns %q: ip link show %s: %v\n%s", n.name, name, err, out)
+	}
+	_, after, ok := strings.Cut(string(out), "link/ether ")
+	mac, _, _ := strings.Cut(after, " ")
+	if !ok || mac == "" {
+		t.Fatalf("netns %q: no hardware address for %s in %q", n.name, name, out)
+	}
+	return mac
+}
+
+// neighbour fixes the hardware address of the host at addr (CIDR) on
+// interface name in n.
+func (n *Namespace) neighbour(t testing.TB, name, addr, mac string) {
+	t.Helper()
+	ip, _, _ := strings.Cut(addr, "/")
+	n.Run(t, "ip", "neigh", "replace", ip, "lladdr", mac, "dev", name, "nud", "permanent")
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/schollz/pake/v3"
@@ -66,48 +67,56 @@ type Peers struct {
 
 // Finder authenticates the stream from the dialling side (PAKE role 0).
 // It returns nil only when the announcer proved it knows password.
-func Finder(rw io.ReadWriter, password []byte, peers Peers) error {
+//
+// pipelined, if not empty, is written together with the finder's MAC,
+// before the announcer has proven anything: frames that the protocol sends
+// next and that tell a peer without the code nothing (the finder's
+// request), so that they save a round trip. Finder returns the round trip
+// of its MAC and the announcer's answer.
+func Finder(rw io.ReadWriter, password []byte, peers Peers, pipelined []byte) (time.Duration, error) {
 	p, err := pake.InitCurve(password, 0, Curve)
 	if err != nil {
-		return fmt.Errorf("pake init: %w", err)
+		return 0, fmt.Errorf("pake init: %w", err)
 	}
 	if err := frame.Write(rw, frame.PAKE, p.Bytes()); err != nil {
-		return fmt.Errorf("send pake message: %w", err)
+		return 0, fmt.Errorf("send pake message: %w", err)
 	}
 	r := frame.NewReader(rw, MaxMessage)
 	t, msg, err := r.Next()
 	switch {
 	case err != nil:
-		return readError(err)
+		return 0, readError(err)
 	case t == frame.Reject:
-		return &RefusedError{Reason: frame.Text(msg)}
+		return 0, &RefusedError{Reason: frame.Text(msg)}
 	case t != frame.PAKE:
-		return protocolErrorf("got %v frame, want PAKE", t)
+		return 0, protocolErrorf("got %v frame, want PAKE", t)
 	}
 	if err := update(p, msg, 1); err != nil {
-		return err
+		return 0, err
 	}
 	k, err := confirmationKey(p)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if err := frame.Write(rw, frame.MAC, k.mac(finderLabel, peers)); err != nil {
-		return fmt.Errorf("send mac: %w", err)
+	sent := time.Now()
+	if _, err := rw.Write(append(frame.Append(nil, frame.MAC, k.mac(finderLabel, peers)), pipelined...)); err != nil {
+		return 0, fmt.Errorf("send mac: %w", err)
 	}
 	t, payload, err := r.Next()
+	rtt := time.Since(sent)
 	if err != nil {
-		return readError(err)
+		return 0, readError(err)
 	}
 	switch t {
 	case frame.AuthFailed:
-		return ErrWrongCode
+		return 0, ErrWrongCode
 	case frame.MAC:
 		if !hmac.Equal(payload, k.mac(announcerLabel, peers)) {
-			return ErrWrongCode
+			return 0, ErrWrongCode
 		}
-		return nil
+		return rtt, nil
 	}
-	return protocolErrorf("unexpected %v frame", t)
+	return 0, protocolErrorf("unexpected %v frame", t)
 }
 
 // Announcer authenticates the stream from the accepting side (PAKE role 1).

@@ -92,7 +92,8 @@ func announce(h host.Host, pw []byte) <-chan error {
 // find runs the Finder over s with the peer IDs taken as production takes
 // them.
 func find(h host.Host, s network.Stream, pw []byte) error {
-	return auth.Finder(s, pw, auth.Peers{Announcer: s.Conn().RemotePeer(), Finder: h.ID()})
+	_, err := auth.Finder(s, pw, auth.Peers{Announcer: s.Conn().RemotePeer(), Finder: h.ID()}, nil)
+	return err
 }
 
 func wait(t *testing.T, ch <-chan error, what string) error {
@@ -225,7 +226,7 @@ func TestMachineInTheMiddle(t *testing.T) {
 		})
 		relayed := relay(t, ctx, m, b)
 		s := openStream(t, ctx, a, m)
-		if err := auth.Finder(s, pw, claimed); err != nil {
+		if _, err := auth.Finder(s, pw, claimed, nil); err != nil {
 			t.Errorf("Finder through a transparent relay with claimed identities: %v", err)
 		}
 		if err := wait(t, results, "Announcer"); err != nil {
@@ -269,7 +270,7 @@ type point struct {
 func finderMessage(t testing.TB, pw []byte) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	err := auth.Finder(rw{bytes.NewReader(nil), &out}, pw, auth.Peers{Announcer: "b", Finder: "a"})
+	_, err := auth.Finder(rw{bytes.NewReader(nil), &out}, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
 	if err == nil {
 		t.Fatal("Finder succeeded against a silent peer")
 	}
@@ -504,7 +505,8 @@ func TestHostileAnnouncer(t *testing.T) {
 				io.Copy(io.Discard, announcer)
 			}()
 			err := runGuarded(t, func() error {
-				return auth.Finder(finder, pw, auth.Peers{Announcer: "b", Finder: "a"})
+				_, err := auth.Finder(finder, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
+				return err
 			})
 			if tc.wrong {
 				if !errors.Is(err, auth.ErrWrongCode) {
@@ -570,10 +572,57 @@ func FuzzFinder(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, reply []byte) {
 		in := rw{bytes.NewReader(reply), io.Discard}
-		err := auth.Finder(in, pw, auth.Peers{Announcer: "b", Finder: "a"})
+		_, err := auth.Finder(in, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
 		if err == nil {
 			// The finder's X is fresh each run: no fixed reply can know its key.
 			t.Fatalf("Finder succeeded on the reply %q", reply)
 		}
 	})
+}
+
+// requestGate is the announcer's side of a connection that sends the
+// announcer's MAC (its second write) only once the finder's next frame has
+// arrived: that works only if the finder sent it with its own MAC.
+type requestGate struct {
+	*net.TCPConn
+	writes int
+	next   []byte // the frame that followed the finder's MAC
+	err    error
+}
+
+func (g *requestGate) Write(b []byte) (int, error) {
+	g.writes++
+	if g.writes == 2 {
+		var p []byte
+		var typ frame.Type
+		typ, p, g.err = frame.NewReader(g.TCPConn, 64).Next()
+		if g.err == nil {
+			g.next = frame.Append(nil, typ, p)
+		}
+	}
+	return g.TCPConn.Write(b)
+}
+
+func TestFinderPipelinesTheRequestWithItsMAC(t *testing.T) {
+	netns.Require(t)
+	pw := password(t, "abandon-ability-able-about")
+	finder, announcer := tcpPair(t)
+	announcer.SetDeadline(time.Now().Add(3 * time.Second)) // the gate's read, if nothing comes
+	gate := &requestGate{TCPConn: announcer}
+	done := make(chan error, 1)
+	go func() { done <- auth.Announcer(gate, pw, auth.Peers{Announcer: "b", Finder: "a"}) }()
+	request := frame.Append(nil, frame.Request, []byte("pipe"))
+	rtt, err := auth.Finder(finder, pw, auth.Peers{Announcer: "b", Finder: "a"}, request)
+	if err != nil {
+		t.Fatalf("Finder: %v (the announcer's gate: %v)", err, gate.err)
+	}
+	if err := wait(t, done, "Announcer"); err != nil {
+		t.Fatalf("Announcer: %v", err)
+	}
+	if !bytes.Equal(gate.next, request) {
+		t.Fatalf("the frame after the finder's MAC was %q (%v), want the request %q", gate.next, gate.err, request)
+	}
+	if rtt <= 0 {
+		t.Fatalf("Finder measured a round trip of %v", rtt)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -90,7 +91,7 @@ func (d *DHT) connect(ctx context.Context) {
 	start := time.Now()
 	warned := false
 	for attempt := 0; ; attempt++ {
-		if attempt%100 == 0 { // every 5 s
+		if attempt%500 == 0 { // every 5 s
 			for _, ai := range d.bootstrap {
 				if ai.ID == d.host.ID() {
 					continue
@@ -113,7 +114,7 @@ func (d *DHT) connect(ctx context.Context) {
 			warned = true
 			d.log.Infof("dht: no bootstrap peer answered within %v; still trying (is --bootstrap right?)", BootstrapWarning)
 		}
-		if sleep(ctx, 50*time.Millisecond) != nil {
+		if sleep(ctx, 10*time.Millisecond) != nil {
 			return
 		}
 	}
@@ -170,6 +171,9 @@ func (d *DHT) Announce(ctx context.Context, channel int) error {
 // current and next time bucket, again and again with a growing pause, and
 // sends each to out until ctx ends.
 func (d *DHT) Find(ctx context.Context, channel int, out chan<- Candidate) error {
+	var first sync.WaitGroup
+	defer first.Wait()
+	first.Go(func() { d.askBootstrap(ctx, channel, out) })
 	if err := d.waitReady(ctx); err != nil {
 		return nil
 	}
@@ -184,6 +188,73 @@ func (d *DHT) Find(ctx context.Context, channel int, out chan<- Candidate) error
 			return nil
 		}
 		pause = min(2*pause, 8*time.Second)
+	}
+}
+
+// askBootstrap puts the first question of the first lookup to each
+// bootstrap peer as soon as it is connected. A lookup waits for the routing
+// table, which takes a peer only once identify and a test query have
+// answered (two round trips after the connection), and the routing-table
+// refresh that kad-dht starts at that moment queues ahead of the lookup's
+// questions on every peer (another one or two). In a private network the
+// bootstrap peers hold the sender's record, so the finder meets it that much
+// sooner; in the public DHT they answer with closer peers, whom the lookups
+// that follow ask anyway.
+func (d *DHT) askBootstrap(ctx context.Context, channel int, out chan<- Candidate) {
+	sub, err := d.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return
+	}
+	defer sub.Close()
+	pending := map[peer.ID]bool{}
+	for _, ai := range d.bootstrap {
+		if ai.ID != d.host.ID() {
+			pending[ai.ID] = true
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ask := func(p peer.ID) {
+		delete(pending, p)
+		for _, key := range FindKeys(channel, time.Now()) {
+			wg.Go(func() {
+				providers, err := askProviders(ctx, d.host, p, key)
+				if err != nil {
+					if ctx.Err() == nil {
+						d.log.Debugf("dht: asking %s for providers: %v", node.ShortID(p), err)
+					}
+					return
+				}
+				for _, ai := range providers {
+					if ai.ID == d.host.ID() {
+						continue
+					}
+					select {
+					case out <- Candidate{AddrInfo: ai, Source: d.Name()}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			})
+		}
+	}
+	for p := range pending {
+		if d.host.Network().Connectedness(p) == network.Connected {
+			ask(p)
+		}
+	}
+	for len(pending) > 0 {
+		select {
+		case e := <-sub.Out():
+			ev, ok := e.(event.EvtPeerConnectednessChanged)
+			if ok && pending[ev.Peer] && ev.Connectedness == network.Connected {
+				ask(ev.Peer)
+			}
+		case <-d.ready: // the lookups take over
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

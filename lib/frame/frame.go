@@ -139,11 +139,16 @@ func Write(w io.Writer, t Type, payload []byte) error {
 	if len(payload) > MaxPayload {
 		return fmt.Errorf("write %v frame of %d bytes: %w", t, len(payload), ErrTooLarge)
 	}
-	b := make([]byte, HeaderSize+len(payload))
-	PutHeader(b, t, len(payload))
-	copy(b[HeaderSize:], payload)
-	_, err := w.Write(b)
+	_, err := w.Write(Append(make([]byte, 0, HeaderSize+len(payload)), t, payload))
 	return err
+}
+
+// Append appends a frame to b, so that several frames can go out in one
+// write. The payload must not exceed MaxPayload.
+func Append(b []byte, t Type, payload []byte) []byte {
+	var h [HeaderSize]byte
+	PutHeader(h[:], t, len(payload))
+	return append(append(b, h[:]...), payload...)
 }
 
 // MaxText is how many characters of a peer's message Text keeps.

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -1293,4 +1294,34 @@ func TestInputFails(t *testing.T) {
 	if !errors.As(rres.err, &pe) || !strings.Contains(pe.Message, "disk on fire") {
 		t.Fatalf("Receive error = %v, want the sender's abort naming the cause", rres.err)
 	}
+}
+
+func TestFirstChunksGrow(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	send := async(func() (int64, error) {
+		return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming})
+	})
+	r := frame.NewReader(b, frame.MaxPayload)
+	if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
+		t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
+	}
+	if err := frame.Write(b, frame.Accept, nil); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for range 8 {
+		typ, p, err := nextFrame(r)
+		if err != nil || typ != frame.Data {
+			t.Fatalf("crafted receiver got %v, %v; want DATA", typ, err)
+		}
+		sizes = append(sizes, len(p))
+	}
+	want := []int{16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 256 << 10, 256 << 10, 256 << 10}
+	if !slices.Equal(sizes, want) {
+		t.Fatalf("DATA frames of %v bytes, want %v: the first small, so that it arrives within a round trip, then growing to ChunkSize", sizes, want)
+	}
+	b.Close()
+	await(t, send, "Send")
 }

@@ -197,6 +197,13 @@ type chunk struct {
 	err error
 }
 
+// firstChunk is the most the first DATA frame carries; each next one may
+// carry twice as much, up to ChunkSize. A new connection's congestion window
+// is about 14 KiB, so a whole first chunk of ChunkSize would take four or
+// five round trips to arrive, and the receiver writes a frame only once it
+// is whole.
+const firstChunk = 16 << 10
+
 // readChunks reads src in a goroutine, into a few buffers that the caller
 // hands back through free, so that reading the input and writing the stream
 // overlap.
@@ -208,6 +215,7 @@ func readChunks(ctx context.Context, src io.Reader) (<-chan chunk, chan<- []byte
 		free <- make([]byte, frame.HeaderSize+ChunkSize)
 	}
 	go func() {
+		limit := firstChunk
 		for {
 			var buf []byte
 			select {
@@ -215,7 +223,8 @@ func readChunks(ctx context.Context, src io.Reader) (<-chan chunk, chan<- []byte
 			case <-ctx.Done():
 				return
 			}
-			n, err := src.Read(buf[frame.HeaderSize:])
+			n, err := src.Read(buf[frame.HeaderSize : frame.HeaderSize+limit])
+			limit = min(2*limit, ChunkSize)
 			select {
 			case chunks <- chunk{buf: buf, n: n, err: err}:
 			case <-ctx.Done():

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/multiformats/go-multistream"
 
 	"github.com/pcp-dev/pcp/lib/auth"
@@ -187,35 +190,32 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 	if sw, ok := h.Network().(*swarm.Swarm); ok {
 		sw.Backoff().Clear(c.ID)
 	}
-	if err := h.Connect(dctx, c.AddrInfo); err != nil {
+	if err := node.Connect(dctx, h, c.AddrInfo); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	start := time.Now()
-	s, err := h.NewStream(network.WithAllowLimitedConn(dctx, "pcp rendezvous"), c.ID, Protocol)
+	s, err := node.NewStream(network.WithAllowLimitedConn(dctx, "pcp rendezvous"), h, c.ID, Protocol)
 	if err != nil {
-		var notSupported multistream.ErrNotSupported[protocol.ID]
-		if errors.As(err, &notSupported) {
-			return nil, errNotPcp
-		}
-		return nil, fmt.Errorf("open stream: %w", err)
+		return nil, err
 	}
 	s.SetDeadline(time.Now().Add(AuthTimeout))
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
 
 	peers := auth.Peers{Announcer: s.Conn().RemotePeer(), Finder: h.ID()}
-	if err := auth.Finder(s, password, peers); err != nil {
+	// The request rides with the finder's MAC: it tells an announcer that
+	// may not know the code nothing it could not guess.
+	request := frame.Append(nil, frame.Request, []byte(want))
+	rtt, err := auth.Finder(s, password, peers, request)
+	if err != nil {
 		s.Reset()
+		if notPcp(dctx, h, s.Conn(), err) {
+			return nil, errNotPcp
+		}
 		return nil, err
 	}
 	authTime := time.Since(start)
-	asked := time.Now()
-	if err := frame.Write(s, frame.Request, []byte(want)); err != nil {
-		s.Reset()
-		return nil, fmt.Errorf("send request: %w", err)
-	}
 	t, reason, err := frame.NewReader(s, maxRequest).Next()
-	rtt := time.Since(asked)
 	switch {
 	case err != nil:
 		s.Reset()
@@ -235,3 +235,26 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
+
+// notPcp tells whether the failure of a stream's first exchange means that
+// the candidate does not speak pcp: multistream said so, or identify lists
+// the candidate's protocols and pcp is not among them. (The protocol is
+// proposed together with the first frame, so a peer that refuses it may
+// reset the stream before its refusal can be read.)
+func notPcp(ctx context.Context, h host.Host, c network.Conn, err error) bool {
+	var notSupported multistream.ErrNotSupported[protocol.ID]
+	if errors.As(err, &notSupported) {
+		return true
+	}
+	ids, ok := h.(interface{ IDService() identify.IDService })
+	if !ok {
+		return false
+	}
+	select {
+	case <-ids.IDService().IdentifyWait(c):
+	case <-ctx.Done():
+		return false
+	}
+	protos, err := h.Peerstore().GetProtocols(c.RemotePeer())
+	return err == nil && len(protos) > 0 && !slices.Contains(protos, Protocol)
+}

@@ -69,7 +69,8 @@ type Peer struct {
 	Want string
 	// AuthTime is how long authentication took.
 	AuthTime time.Duration
-	// RTT is the round trip of the finder's request and its answer (finder side).
+	// RTT is the round trip of the finder's proof and request and the
+	// announcer's proof (finder side).
 	RTT time.Duration
 }
 

@@ -755,7 +755,7 @@ func TestGuessBudgetUnderConcurrentGuesses(t *testing.T) {
 			}
 			defer s.Reset()
 			g := &gatedWriter{ReadWriter: s, arrived: &arrived, all: all}
-			if err := auth.Finder(g, wrong, auth.Peers{Announcer: ah.ID(), Finder: fh.ID()}); err == nil {
+			if _, err := auth.Finder(g, wrong, auth.Peers{Announcer: ah.ID(), Finder: fh.ID()}, nil); err == nil {
 				t.Error("a wrong code authenticated")
 			}
 			if g.writes < 2 {

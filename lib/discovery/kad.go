@@ -1,0 +1,80 @@
+package discovery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pcp-dev/pcp/lib/node"
+)
+
+// maxKadMessage bounds a DHT server's answer: providers and closer peers,
+// each with a few addresses, take a few KiB.
+const maxKadMessage = 1 << 20
+
+// askTimeout bounds one direct question to a DHT server.
+const askTimeout = 10 * time.Second
+
+// askProviders asks the DHT server p, to which h is connected, for the
+// providers of key, on a stream of its own: the message a lookup sends
+// first, without waiting for the routing table. Providers that come without
+// addresses are left out (a lookup finds their addresses).
+func askProviders(ctx context.Context, h host.Host, p peer.ID, key cid.Cid) ([]peer.AddrInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	s, err := node.NewStream(ctx, h, p, dht.ProtocolDHT)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Reset() // one question, one answer: nothing else to wait for
+	deadline, _ := ctx.Deadline()
+	s.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+
+	req, err := proto.Marshal(pb.NewMessage(pb.Message_GET_PROVIDERS, key.Hash(), 0))
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...)); err != nil {
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	r := bufio.NewReader(s)
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if n > maxKadMessage {
+		return nil, fmt.Errorf("answer of %d bytes (limit %d)", n, maxKadMessage)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	var resp pb.Message
+	if err := proto.Unmarshal(b, &resp); err != nil {
+		return nil, fmt.Errorf("decode answer: %w", err)
+	}
+	if resp.GetType() != pb.Message_GET_PROVIDERS || !bytes.Equal(resp.GetKey(), key.Hash()) {
+		return nil, errors.New("the answer is not about the key asked for")
+	}
+	var out []peer.AddrInfo
+	for _, ai := range pb.PBPeersToPeerInfos(resp.GetProviderPeers()) {
+		if ai.ID.Validate() == nil && len(ai.Addrs) > 0 {
+			out = append(out, *ai)
+		}
+	}
+	return out, nil
+}
