@@ -328,3 +328,16 @@ func TestArchiveMustMatchTheOffer(t *testing.T) {
 		t.Fatalf("the refused transfer left %v", entries)
 	}
 }
+
+func TestCompressLevelIsChecked(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
+	for _, level := range []string{"7", "-1", "fast", ""} {
+		cmd := command(t, "pcp", "send", "--discovery", "mdns", "--compress", level, filepath.Join(dir, "f"))
+		p := start(t, cmd, nil)
+		p.expectExit(10*time.Second, 2)
+		if !strings.Contains(p.stderr.String(), "--compress") || strings.Contains(p.stderr.String(), "code:") {
+			t.Errorf("--compress %q: stderr %q should name --compress, and no code be handed out", level, p.stderr.String())
+		}
+	}
+}

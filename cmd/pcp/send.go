@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
+	"github.com/pcp-dev/pcp/lib/archive"
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/files"
 	"github.com/pcp-dev/pcp/lib/status"
@@ -18,7 +20,7 @@ func send(ctx context.Context, args []string) error {
 	fs := cli.NewFlagSet("send", "pcp send [OPTIONS] PATH...", os.Stdout)
 	f.AddCode(fs)
 	f.AddWords(fs)
-	fs.IntVar(&opt.Level, "compress", 1, "zstd level: 1 (fastest) to 4 (smallest); 0 sends plain tar")
+	level := fs.String("compress", "auto", "zstd level: auto (what suits the link), 1 (fastest) to 4 (smallest), or 0 for plain tar")
 	fs.StringVar(&opt.Name, "name", "", "the name of the data read from stdin (the path -)")
 	f.AddNetwork(fs, 0)
 	f.AddAllowRelay(fs, "pcp")
@@ -33,16 +35,17 @@ func send(ctx context.Context, args []string) error {
 		return cli.Usagef("- (stdin) cannot be sent together with other paths")
 	}
 	f.StdinIsData = slices.Contains(fs.Args(), "-")
-	if opt.Level < 0 || opt.Level > 4 {
-		return cli.Usagef("--compress must be 0 to 4")
+	var err error
+	if opt.Level, err = parseLevel(*level); err != nil {
+		return err
 	}
+	log := f.Logger("pcp", os.Stderr)
 	progress := f.Progress("sending")
-	opt.Progress = progress.Update
+	opt.Progress, opt.Debugf = progress.Update, log.Debugf
 	out, err := files.Prepare(fs.Args(), os.Stdin, opt)
 	if err != nil {
 		return err
 	}
-	log := f.Logger("pcp", os.Stderr)
 	s, err := f.Start(ctx, log)
 	if err != nil {
 		return err
@@ -60,6 +63,18 @@ func send(ctx context.Context, args []string) error {
 	}
 	log.Infof("sent %s in %v (%s/s), %s; the receiver confirmed it", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), res.Path)
 	return nil
+}
+
+// parseLevel reads --compress: auto, or a zstd level from 0 (none) to 4.
+func parseLevel(s string) (int, error) {
+	if s == "auto" {
+		return archive.AutoLevel, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 4 {
+		return 0, cli.Usagef("--compress %s: want auto, or 0 (plain tar) to 4", s)
+	}
+	return n, nil
 }
 
 // amount says how much was moved: the files' size, and the bytes on the

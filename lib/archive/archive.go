@@ -332,7 +332,13 @@ func copyExact(ctx context.Context, dst io.Writer, src io.Reader, n int64, buf [
 		if int64(len(chunk)) > n {
 			chunk = chunk[:n]
 		}
-		m, err := src.Read(chunk)
+		// Whole buffers, so that the destination is written in large,
+		// aligned pieces whatever sizes the source yields (a zstd decoder
+		// yields at most a block at a time).
+		m, err := io.ReadFull(src, chunk)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
 		if m > 0 {
 			if _, werr := dst.Write(chunk[:m]); werr != nil {
 				return &writeError{werr}

@@ -265,7 +265,7 @@ func extractAll(t testing.TB, dir string, data []byte, opt ExtractOptions) Summa
 	return sum
 }
 
-func compress(t testing.TB, data []byte) []byte {
+func zstdOf(t testing.TB, data []byte) []byte {
 	t.Helper()
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
@@ -360,10 +360,10 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, level := range []int{0, 1, 2, 4} {
+	for _, level := range []int{0, 1, 2, 4, AutoLevel} {
 		t.Run(fmt.Sprintf("level%d", level), func(t *testing.T) {
 			data := writeArchive(t, []string{tree, rodir}, level)
-			if isZstd(data) != (level > 0) {
+			if isZstd(data) != (level != 0) {
 				t.Fatalf("level %d: zstd magic present = %v", level, isZstd(data))
 			}
 			dst := t.TempDir()
@@ -394,7 +394,7 @@ func TestWriteProgressAndLevels(t *testing.T) {
 	if err != nil || n != want.Size {
 		t.Errorf("Write: %v, progress %d, want %d", err, n, want.Size)
 	}
-	for _, level := range []int{-1, 5} {
+	for _, level := range []int{-2, 5} {
 		if err := Write(context.Background(), io.Discard, []string{tree}, WriteOptions{Level: level}); err == nil {
 			t.Errorf("level %d accepted", level)
 		}
@@ -405,7 +405,7 @@ func TestInteropOurWriteTheirExtract(t *testing.T) {
 	needTools(t, "tar", "zstd")
 	src := t.TempDir()
 	tree, rodir := makeTree(t, src)
-	for _, level := range []int{1, 0} {
+	for _, level := range []int{AutoLevel, 1, 0} {
 		t.Run(fmt.Sprintf("level%d", level), func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "a.tar.zst")
 			if err := os.WriteFile(file, writeArchive(t, []string{tree, rodir}, level), 0o644); err != nil {
@@ -477,7 +477,7 @@ func TestInteropHardLinkAndDotNames(t *testing.T) {
 
 func TestWriteStream(t *testing.T) {
 	payload := randomBytes(5<<20 + 123)
-	for _, level := range []int{1, 0} {
+	for _, level := range []int{AutoLevel, 1, 0} {
 		var buf bytes.Buffer
 		before := time.Now().Add(-time.Second)
 		if err := WriteStream(context.Background(), &buf, "stdin.bin", bytes.NewReader(payload), WriteOptions{Level: level}); err != nil {
@@ -836,18 +836,18 @@ func hostileCases(t testing.TB) []hostileCase {
 			return append(b, 1)
 		}},
 		{name: "garbage after the zstd frame", data: func(t testing.TB) []byte {
-			return append(compress(t, buildTar(t, []tent{reg("f", "x")})), []byte("garbage")...)
+			return append(zstdOf(t, buildTar(t, []tent{reg("f", "x")})), []byte("garbage")...)
 		}},
 		{name: "second zstd frame with data", data: func(t testing.TB) []byte {
-			b := compress(t, buildTar(t, []tent{reg("f", "x")}))
-			return append(b, compress(t, []byte("more"))...)
+			b := zstdOf(t, buildTar(t, []tent{reg("f", "x")}))
+			return append(b, zstdOf(t, []byte("more"))...)
 		}},
 		{name: "zstd window too large", data: hugeWindow},
 		{name: "not an archive", data: func(testing.TB) []byte { return []byte("hello, this is not a tar stream at all\n") }},
 		{name: "random bytes", data: func(testing.TB) []byte { return randomBytes(4096) }},
 		{name: "empty stream", data: func(testing.TB) []byte { return nil }},
 		{name: "corrupt zstd", data: func(t testing.TB) []byte {
-			b := compress(t, buildTar(t, []tent{reg("f", strings.Repeat("x", 5000))}))
+			b := zstdOf(t, buildTar(t, []tent{reg("f", strings.Repeat("x", 5000))}))
 			b[len(b)/2] ^= 0xff
 			return b
 		}},
@@ -930,7 +930,7 @@ func TestHostileArchives(t *testing.T) {
 					if isZstd(data) {
 						t.Skip("already zstd")
 					}
-					data = compress(t, data)
+					data = zstdOf(t, data)
 				}
 				base := t.TempDir()
 				dst := filepath.Join(base, "out")
@@ -1087,7 +1087,7 @@ func TestUnsafeEntryErrorSanitized(t *testing.T) {
 
 func FuzzExtract(f *testing.F) {
 	f.Add(buildTar(f, []tent{dir("d/"), reg("d/f", "hello"), symlink("d/l", "f"), hardlink("h", "d/f")}))
-	f.Add(compress(f, buildTar(f, []tent{reg("a", "x"), dir("b/"), symlink("b/c", "../a")})))
+	f.Add(zstdOf(f, buildTar(f, []tent{reg("a", "x"), dir("b/"), symlink("b/c", "../a")})))
 	f.Add(buildTar(f, []tent{symlink("a", "."), reg("a/x", "evil")}))
 	f.Add(buildTar(f, []tent{reg("../x", "evil")}))
 	f.Add(buildTar(f, []tent{{hdr: tar.Header{Name: strings.Repeat("n", 150), Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatPAX}, body: "x"}}))
@@ -1208,7 +1208,7 @@ func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); re
 
 func benchWrite(b *testing.B, data []byte) {
 	path := benchFile(b, data)
-	for _, level := range []int{1, 0} {
+	for _, level := range []int{0, AutoLevel, 1} {
 		b.Run(fmt.Sprintf("level%d", level), func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
@@ -1231,7 +1231,7 @@ func BenchmarkWriteText(b *testing.B) { benchWrite(b, textData(benchSize)) }
 
 func benchExtract(b *testing.B, data []byte) {
 	path := benchFile(b, data)
-	for _, level := range []int{1, 0} {
+	for _, level := range []int{0, AutoLevel, 1} {
 		b.Run(fmt.Sprintf("level%d", level), func(b *testing.B) {
 			var buf bytes.Buffer
 			if err := Write(context.Background(), &buf, []string{path}, WriteOptions{Level: level}); err != nil {
@@ -1239,8 +1239,9 @@ func benchExtract(b *testing.B, data []byte) {
 			}
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
+			dir := b.TempDir()
 			for b.Loop() {
-				x, err := NewExtractor(b.TempDir(), ExtractOptions{})
+				x, err := NewExtractor(dir, ExtractOptions{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -1250,6 +1251,9 @@ func benchExtract(b *testing.B, data []byte) {
 				if err := x.Commit(); err != nil {
 					b.Fatal(err)
 				}
+				b.StopTimer()
+				os.RemoveAll(filepath.Join(dir, "input"))
+				b.StartTimer()
 			}
 		})
 	}

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/pcp-dev/pcp/lib/compress"
 )
 
 const (
@@ -25,9 +25,6 @@ const (
 	// stream `zstd -d` takes without options is taken here, and a hostile
 	// stream cannot make the decoder allocate more.
 	maxWindow = 128 << 20
-	// decoderConcurrency lets the zstd decoder decode one block ahead of the
-	// tar reader.
-	decoderConcurrency = 2
 	// maxTrailing is the most zero padding accepted after the tar end marker
 	// (tar pads its output to a whole record, 10 KiB by default).
 	maxTrailing = 16 << 20
@@ -252,14 +249,7 @@ func (e *Extractor) extract(ctx context.Context, r io.Reader) (Summary, error) {
 		return Summary{}, fmt.Errorf("reading archive: %w", err)
 	}
 	if isZstd(head) {
-		dec, err := zstd.NewReader(br,
-			zstd.WithDecoderConcurrency(decoderConcurrency),
-			zstd.WithDecoderMaxWindow(maxWindow),
-			zstd.WithDecoderMaxMemory(maxWindow),
-		)
-		if err != nil {
-			return Summary{}, fmt.Errorf("creating zstd decoder: %w", err)
-		}
+		dec := compress.NewReader(br, maxWindow)
 		defer dec.Close()
 		src = zstdErrReader{dec}
 	}

@@ -11,15 +11,23 @@ import (
 	"os"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/pcp-dev/pcp/lib/compress"
 )
+
+// AutoLevel is the WriteOptions.Level that adapts the zstd level to the
+// pace of the output, chunk by chunk (see lib/compress).
+const AutoLevel = compress.Auto
 
 // WriteOptions tune Write and WriteStream.
 type WriteOptions struct {
-	// Level is the zstd level 1..4, as klauspost's zstd.EncoderLevel: 1
-	// fastest (roughly zstd -1), 2 default (zstd -3), 3 better (zstd -7),
-	// 4 best. 0 means no compression: a plain tar stream.
+	// Level is AutoLevel, or the zstd level 1..4 of every chunk, as
+	// klauspost's zstd.EncoderLevel: 1 fastest (roughly zstd -1), 2 default
+	// (zstd -3), 3 better (zstd -7), 4 best. 0 means no compression: a plain
+	// tar stream.
 	Level int
+
+	// Debugf, if set, is told when AutoLevel changes the level.
+	Debugf func(format string, args ...any)
 
 	// Progress, when not nil, is called after each chunk of file data has
 	// been written, with the number of uncompressed bytes in the chunk; the
@@ -27,11 +35,6 @@ type WriteOptions struct {
 	// and must be quick.
 	Progress func(n int64)
 }
-
-// encoderConcurrency is the number of blocks the zstd encoder compresses at
-// once: one block is compressed while the next is being filled, which keeps
-// two cores busy without the memory of the job-parallel mode.
-const encoderConcurrency = 2
 
 // Write writes paths as a tar stream (inside zstd unless opt.Level is 0) to
 // w. Each path becomes a top-level entry named by its base name (like
@@ -115,8 +118,8 @@ func WriteStream(ctx context.Context, w io.Writer, name string, r io.Reader, opt
 
 // checkLevel validates WriteOptions.Level.
 func checkLevel(level int) error {
-	if level < 0 || level > 4 {
-		return fmt.Errorf("invalid compression level %d: want 0 (none) to 4", level)
+	if level < AutoLevel || level > compress.Best {
+		return fmt.Errorf("invalid compression level %d: want 0 (none) to 4, or %d (auto)", level, AutoLevel)
 	}
 	return nil
 }
@@ -124,8 +127,8 @@ func checkLevel(level int) error {
 // archiveWriter is a tar writer, optionally on top of a zstd encoder.
 type archiveWriter struct {
 	tw       *tar.Writer
-	enc      *zstd.Encoder // nil without compression
-	bw       *bufio.Writer // nil with compression
+	zw       *compress.Writer // nil without compression
+	bw       *bufio.Writer    // nil with compression
 	buf      []byte
 	progress func(int64)
 }
@@ -141,15 +144,12 @@ func newArchiveWriter(w io.Writer, opt WriteOptions) (*archiveWriter, error) {
 		aw.tw = tar.NewWriter(aw.bw)
 		return aw, nil
 	}
-	enc, err := zstd.NewWriter(w,
-		zstd.WithEncoderLevel(zstd.EncoderLevel(opt.Level)),
-		zstd.WithEncoderConcurrency(encoderConcurrency),
-	)
+	zw, err := compress.NewWriter(w, compress.Options{Level: opt.Level, Debugf: opt.Debugf})
 	if err != nil {
-		return nil, fmt.Errorf("creating zstd encoder: %w", err)
+		return nil, err
 	}
-	aw.enc = enc
-	aw.tw = tar.NewWriter(enc)
+	aw.zw = zw
+	aw.tw = tar.NewWriter(zw)
 	return aw, nil
 }
 
@@ -159,9 +159,9 @@ func (aw *archiveWriter) finish() error {
 	if err := aw.tw.Close(); err != nil {
 		return fmt.Errorf("finishing tar stream: %w", err)
 	}
-	if aw.enc != nil {
-		if err := aw.enc.Close(); err != nil {
-			return fmt.Errorf("finishing zstd stream: %w", err)
+	if aw.zw != nil {
+		if err := aw.zw.Close(); err != nil {
+			return fmt.Errorf("writing archive: %w", err)
 		}
 	}
 	if aw.bw != nil {
@@ -185,11 +185,11 @@ func (aw *archiveWriter) end(err error) error {
 	return err
 }
 
-// abandon releases the encoder without terminating the stream.
+// abandon stops the compressor without terminating the stream: what was
+// written ends after a whole frame, but the tar end marker is missing.
 func (aw *archiveWriter) abandon() {
-	if aw.enc != nil {
-		aw.enc.Reset(io.Discard)
-		aw.enc.Close()
+	if aw.zw != nil {
+		aw.zw.Abort()
 	}
 }
 

@@ -41,13 +41,17 @@ type Result struct {
 
 // SendOptions tune Send.
 type SendOptions struct {
-	// Level is the zstd level, 1 (fastest) to 4; 0 sends plain tar.
+	// Level is archive.AutoLevel (zstd at the level that suits the link,
+	// chosen as the transfer goes), a zstd level from 1 (fastest) to 4, or
+	// 0 for plain tar.
 	Level int
 	// Name names the data read from stdin (the path "-").
 	Name string
 	// Progress is called with the bytes archived so far and the total
 	// (-1 when unknown).
 	Progress func(done, total int64)
+	// Debugf, if set, is told when the automatic level changes.
+	Debugf func(format string, args ...any)
 }
 
 // Outgoing is a prepared transfer: the offer and how to write it.
@@ -97,7 +101,7 @@ func prepare(paths []string, stdin io.Reader, opt SendOptions) (pipe.Header, fun
 	if opt.Level == 0 {
 		kind = KindTar
 	}
-	wopt := archive.WriteOptions{Level: opt.Level}
+	wopt := archive.WriteOptions{Level: opt.Level, Debugf: opt.Debugf}
 	total := int64(-1)
 	if opt.Progress != nil {
 		var done int64
