@@ -319,22 +319,29 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// firstPiece is the size of copyExact's first piece; each next one is
+// twice as large, up to its buffer.
+const firstPiece = 4 << 10
+
 // copyExact copies exactly n bytes from src to dst through buf, checking ctx
 // between chunks and reporting each chunk to progress (when not nil). It
 // returns io.ErrUnexpectedEOF if src ends early. Errors from dst are wrapped
 // in a writeError so that callers can tell the two sides apart.
 func copyExact(ctx context.Context, dst io.Writer, src io.Reader, n int64, buf []byte, progress func(int64)) error {
+	// Whole pieces, so that the destination is written in large, aligned
+	// writes whatever sizes the source yields (a zstd decoder yields at
+	// most a block at a time); the first pieces small, so that the first
+	// bytes of a file do not wait for the first 256 KiB.
+	size := min(firstPiece, len(buf))
 	for n > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		chunk := buf
+		chunk := buf[:size]
+		size = min(2*size, len(buf))
 		if int64(len(chunk)) > n {
 			chunk = chunk[:n]
 		}
-		// Whole buffers, so that the destination is written in large,
-		// aligned pieces whatever sizes the source yields (a zstd decoder
-		// yields at most a block at a time).
 		m, err := io.ReadFull(src, chunk)
 		if err == io.ErrUnexpectedEOF {
 			err = io.EOF

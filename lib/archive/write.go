@@ -28,6 +28,9 @@ type WriteOptions struct {
 
 	// Debugf, if set, is told when AutoLevel changes the level.
 	Debugf func(format string, args ...any)
+	// Delivered, if set, returns how much of the stream the receiver has
+	// written out so far, for AutoLevel to measure the link by.
+	Delivered func() int64
 
 	// Progress, when not nil, is called after each chunk of file data has
 	// been written, with the number of uncompressed bytes in the chunk; the
@@ -144,7 +147,7 @@ func newArchiveWriter(w io.Writer, opt WriteOptions) (*archiveWriter, error) {
 		aw.tw = tar.NewWriter(aw.bw)
 		return aw, nil
 	}
-	zw, err := compress.NewWriter(w, compress.Options{Level: opt.Level, Debugf: opt.Debugf})
+	zw, err := compress.NewWriter(w, compress.Options{Level: opt.Level, Debugf: opt.Debugf, Delivered: opt.Delivered})
 	if err != nil {
 		return nil, err
 	}

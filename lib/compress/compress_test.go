@@ -252,3 +252,55 @@ func TestAbortWritesNothingMore(t *testing.T) {
 		t.Fatal("level 7 accepted")
 	}
 }
+
+// bufferedLink is an output with a buffer in front of a slow link, as a
+// stream window and a socket buffer are: writes return at once until the
+// buffer holds size bytes, and the link drains it at rate.
+type bufferedLink struct {
+	mu      sync.Mutex
+	start   time.Time
+	rate    float64
+	size    int64
+	written int64
+}
+
+func (l *bufferedLink) delivered() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.start.IsZero() {
+		return 0
+	}
+	return min(l.written, int64(time.Since(l.start).Seconds()*l.rate))
+}
+
+func (l *bufferedLink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	if l.start.IsZero() {
+		l.start = time.Now()
+	}
+	l.written += int64(len(p))
+	l.mu.Unlock()
+	for l.written-l.delivered() > l.size {
+		time.Sleep(time.Millisecond)
+	}
+	return len(p), nil
+}
+
+func TestAutoMeasuresTheLinkBehindItsBuffers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes a few seconds")
+	}
+	text := sourceText(t, 64<<20)
+	text = bytes.Repeat(text, 3)
+	// 20 MiB of buffers in front of 12 MB/s take the first 100 MiB of
+	// text at the fastest level at once: only the receiver's count shows
+	// the link.
+	link := &bufferedLink{rate: 12e6, size: 20 << 20}
+	st := compressAll(t, link, Options{Level: Auto, Delivered: link.delivered}, text, 256<<10)
+	t.Logf("bytes by level %v, %d -> %d bytes", st.Levels, st.In, st.Out)
+	// The first two windows at the fastest level, some 150 ms, take up to
+	// 120 MiB: want the rest at the strong levels, and nothing stored.
+	if hard := st.Levels[Better] + st.Levels[Best]; hard < st.In/4 || st.Levels[Store] > 0 {
+		t.Fatalf("with a 12 MB/s link behind 20 MiB of buffers the data after the first window should be compressed at the strong levels: %v", st.Levels)
+	}
+}

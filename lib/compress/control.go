@@ -8,50 +8,66 @@ import (
 
 // The Auto level, chunk by chunk.
 //
-// The workers that compress and the output that takes the frames share the
+// The workers that compress and the link that carries the frames share the
 // work: the slower decides the throughput, and a higher level gives the
-// workers more time per byte and the output fewer bytes. On a machine whose
-// cores the transfer's encryption and network also need, compressing also
-// slows the output down, so the throughput of a level is known for sure
-// only once the level has been used. Every frame written is a sample: its
-// level, its bytes in and out, how long a worker took to compress it, how
-// long the emitter waited for it, and how long the output took it.
+// workers more time per byte and the link fewer bytes. A level's throughput
+// is the lesser of what the workers compress at it (its compression
+// capacity) and what the link carries at its ratio (the link's capacity in
+// bytes on the wire per second, over the level's ratio of bytes out to
+// bytes in). The controller estimates both and takes the level that
+// promises the most.
 //
-// Over a window of at least 150 ms and 8 MiB the controller measures the
-// throughput of the level in use (input bytes per second) and whether
-// compression held the output up (the emitter waited for the workers for
-// more than a tenth of the window). For levels not used lately it keeps a
-// model: the speed of one worker and the ratio (out/in) at each level,
-// measured or derived from a measured level by typical factors, and the
-// output's capacity (bytes out per second of writing); a level promises the
-// lesser of what the workers compress at it and what the output carries at
-// its ratio.
+// Every frame written is a sample: its level, its bytes in and out, how
+// long a worker took to compress it, and how long the emitter waited for
+// it. Over a window of at least 100 ms and 8 MiB the controller measures the
+// throughput (input bytes per second) and whether compression held the
+// output up (the emitter waited for the workers for more than a tenth of the
+// window).
 //
-// After each window: when compression held the output up and the level
-// below has not been used in the last ten seconds, it tries that level;
-// when the output held compression up and the level above, not used
-// lately, promises 5 % more, it tries that. Otherwise it takes, of the
-// levels used in the last ten seconds (and the models of the others), the
-// highest level within 5 % of the best throughput: of equal throughputs, the
-// one that puts the fewest bytes on the wire. The first window starts with
-// the first frame the output took, so that the wait for the receiver does
-// not count.
+//   - The link's capacity: with Options.Delivered, the rate at which the
+//     receiver reports bytes written out, while the link is saturated (the
+//     bytes sent and not yet delivered grew by more than a tenth of the
+//     window's output, or the output held compression up). Buffers between
+//     the Writer and the link (a 16 MiB stream window, the kernel's send
+//     buffer) take the first tens of MiB at once whatever the link's speed,
+//     so the time the output takes a frame says nothing until they are
+//     full; the receiver's count does. Without it, bytes out per second of
+//     writing.
+//   - A level's ratio: the current level's, measured, scaled by typical
+//     factors to the others (the data's compressibility drifts along a
+//     stream, so ratios measured at other times do not compare).
+//   - A level's compression capacity: the throughput of a window at that
+//     level in which compression held the output up, for ten seconds; else
+//     the number of workers times the speed of one (measured, or derived
+//     from a measured level by typical factors), times the share of that
+//     speed that the last measured capacity showed: on a machine whose cores
+//     the transfer's encryption and network also need, compressing slows
+//     them down, which no worker's speed shows.
 //
-// Data that does not compress (four samples of a chunk, or the whole
-// chunk, shrink by less than 3 %) is stored: the next 2, 4, 8 ... up to 32
-// chunks are stored without trying, then one is tried again at the current
-// level.
+// After each window the controller keeps its level while that promises
+// within 5 % of the best, and otherwise takes the highest level that does:
+// of equal throughputs, the one that puts the fewest bytes on the wire.
+// While the link's capacity is unknown and compression holds the output up,
+// it tries one level lower, to learn it. With Options.Delivered a first
+// window of 50 ms only starts the count, as the receiver's first reports lag
+// behind.
+//
+// Data that does not compress (four samples of a chunk, or the whole chunk,
+// shrink by less than 3 %) is stored: the next 2, 4, 8 ... up to 32 chunks
+// are stored without trying, then one is tried again at the current level.
 
 const (
 	windowSamples = 2                      // frames per decision, at least
 	windowBytes   = 8 << 20                // input per decision, at least
-	minElapsed    = 150 * time.Millisecond // and time: shorter ones are noise
+	minElapsed    = 100 * time.Millisecond // and time: shorter ones are noise
+	primeElapsed  = 50 * time.Millisecond  // the receiver's count's first window
 	minSample     = 256 << 10              // smaller frames time too coarsely
 	starvedShare  = 0.10                   // of a window spent waiting for the workers
+	backlogShare  = 0.10                   // of a window's output that the backlog grew by
 	gain          = 1.05                   // a move must promise this much more
 	incompress    = 0.97                   // a frame this large, or larger, did not compress
 	maxStoreRun   = 32                     // chunks stored before trying again
-	seenFor       = 10 * time.Second       // how long a level's throughput counts
+	capacityFor   = 10 * time.Second       // how long a measured capacity counts
 	smoothing     = 0.5                    // weight of a new window in the averages
 )
 
@@ -74,29 +90,33 @@ type sample struct {
 	wrote   time.Duration // writing it
 }
 
+// measured is a compression capacity and when it was measured.
+type measured struct {
+	rate float64
+	at   time.Time
+}
+
 type controller struct {
-	mu      sync.Mutex
-	auto    bool
-	level   int
-	workers float64
-	debugf  func(string, ...any)
+	mu        sync.Mutex
+	auto      bool
+	level     int
+	workers   float64
+	debugf    func(string, ...any)
+	delivered func() int64
 
 	storeLeft int // chunks still to store without trying
 	storeRun  int // how many to store after the next incompressible one
 
-	speed [Best + 1]float64 // input bytes per second of one worker; 0 unknown
-	ratio [Best + 1]float64 // output / input; 0 unknown
-	wire  float64           // output bytes per second of writing; 0 unknown
-	seen  [Best + 1]seen    // what each level gave when last used
+	speed    [Best + 1]float64  // input bytes per second of one worker; 0 unknown
+	ratio    [Best + 1]float64  // output / input; 0 unknown
+	capacity [Best + 1]measured // compression capacity, when compression held the output up
+	share    float64            // of the workers' speed that the last capacity showed
+	wire     float64            // the link's capacity, output bytes per second; 0 unknown
 
-	win   window
-	total Stats
-}
-
-// seen is the throughput a level gave, and when.
-type seen struct {
-	rate float64
-	at   time.Time
+	prev     struct{ delivered, out int64 } // at the start of the window
+	counting bool                           // prev holds a window's end
+	win      window
+	total    Stats
 }
 
 // window gathers the samples of one decision.
@@ -110,8 +130,8 @@ type window struct {
 	start         time.Time
 }
 
-func newController(level, workers int, debugf func(string, ...any)) *controller {
-	c := &controller{auto: level == Auto, level: level, workers: float64(workers), debugf: debugf}
+func newController(level, workers int, debugf func(string, ...any), delivered func() int64) *controller {
+	c := &controller{auto: level == Auto, level: level, workers: float64(workers), debugf: debugf, delivered: delivered, share: 1}
 	if c.auto {
 		c.level = Fastest
 	}
@@ -163,15 +183,22 @@ func (c *controller) observe(s sample) {
 		}
 	}
 	w := &c.win
-	if w.start.IsZero() { // the first frame: the output just began to take them
-		w.start = time.Now()
+	mine := s.level == c.level || s.level == Store // stored while at c.level, if not Store
+	if w.start.IsZero() || !mine {
+		// The first frame since the output began to take them, or since the
+		// level changed (frames begun before belong to the old level): the
+		// window starts now.
+		if mine {
+			w.start = time.Now()
+			c.mark()
+		}
 		return
 	}
 	w.n++
 	w.in += int64(s.in)
 	w.out += int64(s.out)
 	if (s.level == Store || s.stored) && c.level != Store {
-		w.skipped += int64(s.in) // stored because it did not compress
+		w.skipped += int64(s.in)
 	}
 	if s.in >= minSample && s.took > 0 {
 		w.took[s.level] += s.took
@@ -180,49 +207,86 @@ func (c *controller) observe(s sample) {
 	w.waited += s.waited
 	w.wrote += s.wrote
 	elapsed := time.Since(w.start)
-	if w.n < windowSamples || w.in < windowBytes || elapsed < minElapsed {
+	priming := c.delivered != nil && !c.counting // a window that only starts the count
+	if !priming && (w.n < windowSamples || w.in < windowBytes || elapsed < minElapsed) || elapsed < primeElapsed {
 		return
 	}
-	c.learn()
-	if w.skipped <= w.in/2 { // else the level hardly mattered
-		c.decide(float64(w.in)/elapsed.Seconds(), w.waited.Seconds() > starvedShare*elapsed.Seconds())
+	level := c.level
+	c.closeWindow(elapsed)
+	if c.level == level {
+		*w = window{start: time.Now()}
+		c.mark()
 	}
-	*w = window{start: time.Now()}
 }
 
-// learn updates the estimates from the window that just closed.
-func (c *controller) learn() {
+// mark notes the delivered and written counts at the start of a window.
+func (c *controller) mark() {
+	if c.delivered != nil {
+		c.prev.delivered, c.prev.out = c.delivered(), c.total.Out
+	}
+}
+
+// closeWindow learns from the window that just closed and decides.
+func (c *controller) closeWindow(elapsed time.Duration) {
 	w := &c.win
+	secs := elapsed.Seconds()
+	rate := float64(w.in) / secs
+	bound := w.waited.Seconds() > starvedShare*secs // compression held the output up
+	saturated := !bound
+	var wire float64
+	if c.delivered != nil {
+		if !c.counting { // the receiver's first reports lag behind
+			c.counting = true
+			return
+		}
+		d := c.delivered()
+		wire = float64(d-c.prev.delivered) / secs
+		if grew := (c.total.Out - d) - (c.prev.out - c.prev.delivered); float64(grew) > backlogShare*float64(w.out) {
+			saturated, bound = true, false // the link fell behind, whatever the buffers took
+		}
+	} else {
+		wire = rateOf(w.out, w.wrote)
+	}
 	for l := range c.speed {
 		if w.took[l] > 0 {
 			c.speed[l] = average(c.speed[l], float64(w.tookIn[l])/w.took[l].Seconds())
 		}
 	}
-	c.wire = average(c.wire, rateOf(w.out, w.wrote))
+	switch {
+	case saturated:
+		c.wire = average(c.wire, wire)
+	case c.wire > 0 && wire > c.wire:
+		c.wire = wire
+	}
+	if w.skipped > w.in/2 {
+		return // stored because it did not compress: the level hardly mattered
+	}
+	if bound {
+		c.capacity[c.level] = measured{rate: rate, at: time.Now()}
+		if model := c.workers * c.estimate(c.level, &c.speed, &speedFactor); model > 0 {
+			c.share = min(rate/model, 1)
+		}
+	}
+	c.decide(rate, bound)
 }
 
 // decide sets the level for the next chunks, after a window that gave rate
 // (input bytes per second) and in which compression held the output up or
-// not (starved).
-func (c *controller) decide(rate float64, starved bool) {
-	now := time.Now()
-	c.seen[c.level] = seen{rate: rate, at: now}
-	fresh := func(l int) bool { return c.seen[l].rate > 0 && now.Sub(c.seen[l].at) < seenFor }
+// not (bound).
+func (c *controller) decide(rate float64, bound bool) {
 	var p [Best + 1]float64
 	best := 0.0
 	for l := range p {
-		p[l] = c.model(l)
-		if fresh(l) {
-			p[l] = c.seen[l].rate
+		p[l] = c.promise(l)
+		if l == c.level && !bound {
+			p[l] = max(p[l], min(rate, c.linkLimit(l)))
 		}
 		best = max(best, p[l])
 	}
 	next := c.level
-	switch down, up := c.level-1, c.level+1; {
-	case starved && down >= Store && !fresh(down):
-		next = down
-	case !starved && up <= Best && !fresh(up) && p[up] > gain*rate:
-		next = up
+	switch {
+	case bound && c.wire == 0 && c.level > Store:
+		next = c.level - 1 // learn what the link can take
 	case p[c.level]*gain < best:
 		for l := Best; l >= Store; l-- {
 			if p[l]*gain >= best {
@@ -232,20 +296,46 @@ func (c *controller) decide(rate float64, starved bool) {
 		}
 	}
 	if next != c.level && c.debugf != nil {
-		c.debugf("compression level %d -> %d: %.0f MB/s, waited for compression: %v; by level %.0f MB/s (output %.0f MB/s)",
-			c.level, next, rate/1e6, starved, scale(p[:], 1e-6), c.wire/1e6)
+		c.debugf("compression level %d -> %d: %.0f MB/s, compression the limit: %v; promised by level %.0f MB/s (link %.0f MB/s)",
+			c.level, next, rate/1e6, bound, scale(p[:], 1e-6), c.wire/1e6)
+	}
+	if next != c.level {
+		c.win = window{} // starts with the first frame at the new level
 	}
 	c.level = next
 }
 
-// model is the throughput that level l promises: the lesser of what the
-// workers compress at it and what the output carries at its ratio.
-func (c *controller) model(l int) float64 {
-	p := c.workers * c.estimate(l, &c.speed, &speedFactor)
-	if c.wire > 0 {
-		p = min(p, c.wire/c.estimate(l, &c.ratio, &ratioFactor))
+// promise is the throughput of level l: the lesser of its compression
+// capacity and what the link carries at its ratio.
+func (c *controller) promise(l int) float64 {
+	capacity := c.workers * c.share * c.estimate(l, &c.speed, &speedFactor)
+	if m := c.capacity[l]; m.rate > 0 && time.Since(m.at) < capacityFor {
+		capacity = m.rate
 	}
-	return p
+	return min(capacity, c.linkLimit(l))
+}
+
+// linkLimit is what the link carries at level l's ratio, input bytes per
+// second; +Inf while its capacity is unknown.
+func (c *controller) linkLimit(l int) float64 {
+	if c.wire <= 0 {
+		return math.Inf(1)
+	}
+	return c.wire / c.ratioOf(l)
+}
+
+// ratioOf estimates level l's ratio on the data that comes now: the data's
+// compressibility drifts along a stream, so the ratios of levels measured
+// at other times do not compare; the current level's ratio, scaled by the
+// typical factors, does.
+func (c *controller) ratioOf(l int) float64 {
+	if l == Store {
+		return 1
+	}
+	if k := c.level; k != Store && c.ratio[k] > 0 {
+		return c.ratio[k] * ratioFactor[l] / ratioFactor[k]
+	}
+	return c.estimate(l, &c.ratio, &ratioFactor)
 }
 
 // estimate returns the measured value of level l, or one derived from the

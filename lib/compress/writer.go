@@ -55,6 +55,10 @@ type Options struct {
 	Workers int
 	// Debugf, if set, is told when Auto changes the level.
 	Debugf func(format string, args ...any)
+	// Delivered, if set, returns how much of the stream the receiver has
+	// written out so far: Auto then measures the link by it (see the
+	// comment in control.go).
+	Delivered func() int64
 }
 
 // Stats counts what a Writer wrote.
@@ -118,7 +122,7 @@ func NewWriter(w io.Writer, opt Options) (*Writer, error) {
 	inFlight := workers + 1
 	zw := &Writer{
 		w:       w,
-		ctl:     newController(opt.Level, workers, opt.Debugf),
+		ctl:     newController(opt.Level, workers, opt.Debugf, opt.Delivered),
 		workers: workers,
 		next:    firstChunk,
 		jobs:    make(chan *job, inFlight),

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -56,8 +57,9 @@ type SendOptions struct {
 
 // Outgoing is a prepared transfer: the offer and how to write it.
 type Outgoing struct {
-	header pipe.Header
-	write  func(context.Context, io.Writer) error
+	header    pipe.Header
+	write     func(context.Context, io.Writer) error
+	delivered *atomic.Int64 // what the receiver reports it has written out
 }
 
 // Offer is what the receiver will be asked to accept.
@@ -66,11 +68,12 @@ func (o *Outgoing) Offer() Offer { return Offer{o.header} }
 // Prepare checks paths ("-" for stdin) and sums them up, before any peer is
 // involved, so that a mistake shows before a code is handed out.
 func Prepare(paths []string, stdin io.Reader, opt SendOptions) (*Outgoing, error) {
-	h, write, err := prepare(paths, stdin, opt)
+	delivered := new(atomic.Int64)
+	h, write, err := prepare(paths, stdin, opt, delivered.Load)
 	if err != nil {
 		return nil, err
 	}
-	return &Outgoing{header: h, write: write}, nil
+	return &Outgoing{header: h, write: write, delivered: delivered}, nil
 }
 
 // Send announces c and streams the prepared transfer as tar+zstd to the
@@ -83,7 +86,7 @@ func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, t
 		pw.CloseWithError(out.write(wctx, pw))
 		close(written)
 	}()
-	res, err := s.Send(ctx, c, out.header, pr, timeout, pipe.Options{})
+	res, err := s.Send(ctx, c, out.header, pr, timeout, pipe.Options{Delivered: out.delivered.Store})
 	// A refused or failed transfer stops the writer: give it a moment to
 	// clean up (not forever: it may be blocked reading a stdin that stays open).
 	cancel()
@@ -95,13 +98,14 @@ func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, t
 	return Result{Result: res, Size: out.header.Size}, err
 }
 
-// prepare builds the header and the writer of the archive.
-func prepare(paths []string, stdin io.Reader, opt SendOptions) (pipe.Header, func(context.Context, io.Writer) error, error) {
+// prepare builds the header and the writer of the archive; delivered tells
+// the writer how much the receiver has written out.
+func prepare(paths []string, stdin io.Reader, opt SendOptions, delivered func() int64) (pipe.Header, func(context.Context, io.Writer) error, error) {
 	kind := KindTarZstd
 	if opt.Level == 0 {
 		kind = KindTar
 	}
-	wopt := archive.WriteOptions{Level: opt.Level, Debugf: opt.Debugf}
+	wopt := archive.WriteOptions{Level: opt.Level, Debugf: opt.Debugf, Delivered: delivered}
 	total := int64(-1)
 	if opt.Progress != nil {
 		var done int64

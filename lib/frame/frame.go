@@ -38,6 +38,9 @@ const (
 	End Type = 'E'
 	// Ack is the receiver's confirmation that the data was verified and stored.
 	Ack Type = 'K'
+	// Received is the receiver's count of the data it has written out so
+	// far, sent at intervals while the data flows (8 bytes, big-endian).
+	Received Type = 'C'
 	// Error aborts the stream, with a message for the other side.
 	Error Type = 'X'
 	// Heartbeat keeps a quiet stream alive.
@@ -67,6 +70,8 @@ func (t Type) String() string {
 		return "END"
 	case Ack:
 		return "ACK"
+	case Received:
+		return "RECEIVED"
 	case Error:
 		return "ERROR"
 	case Heartbeat:

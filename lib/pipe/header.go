@@ -20,6 +20,9 @@ type Header struct {
 	Size int64 `json:"size"`
 	// Count is the number of files offered, 0 when unknown.
 	Count int64 `json:"count,omitempty"`
+	// Progress tells that the sender takes RECEIVED frames: the receiver's
+	// count of what it has written out, at intervals. Send sets it.
+	Progress bool `json:"progress,omitempty"`
 }
 
 const (

@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -282,6 +283,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	select {
 	case got := <-accepted:
+		h.Progress = true // Send offers RECEIVED frames
 		if !reflect.DeepEqual(got, h) {
 			t.Errorf("Accept got header %+v, want %+v", got, h)
 		}
@@ -328,6 +330,7 @@ func TestEmptyStream(t *testing.T) {
 	if dst.Len() != 0 {
 		t.Errorf("dst holds %d bytes, want 0", dst.Len())
 	}
+	h.Progress = true // Send offers RECEIVED frames
 	if !reflect.DeepEqual(got, h) {
 		t.Errorf("Accept got header %+v, want %+v", got, h)
 	}
@@ -1064,6 +1067,8 @@ func TestHostileReceiver(t *testing.T) {
 		{"oversized answer", []byte{byte(frame.Accept), 0xff, 0xff, 0xff, 0xff}, false, wantProtocolError},
 		{"ack before end", []byte{byte(frame.Ack), 0, 0, 0, 0}, true, wantProtocolError},
 		{"unknown frame during data", []byte{'?', 0, 0, 0, 0}, true, wantProtocolError},
+		{"received more than was sent", append([]byte{byte(frame.Received), 0, 0, 0, 8}, 0x7f, 0, 0, 0, 0, 0, 0, 0), true, wantProtocolError},
+		{"malformed received", []byte{byte(frame.Received), 0, 0, 0, 3, 1, 2, 3}, true, wantProtocolError},
 		{"reject with control characters", append([]byte{byte(frame.Reject), 0, 0, 0, 8}, "no\x1b[2Jway"[:8]...), false,
 			func(t *testing.T, err error) {
 				var rej *RejectedError
@@ -1324,4 +1329,66 @@ func TestFirstChunksGrow(t *testing.T) {
 	}
 	b.Close()
 	await(t, send, "Send")
+}
+
+// pacedWriter takes bytes at a rate.
+type pacedWriter struct{ rate float64 }
+
+func (w pacedWriter) Write(p []byte) (int, error) {
+	time.Sleep(time.Duration(float64(len(p)) / w.rate * float64(time.Second)))
+	return len(p), nil
+}
+
+func TestReceiverReportsWhatItWrote(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	const size = 6 << 20
+	var reports []int64
+	var mu sync.Mutex
+	send := async(func() (int64, error) {
+		return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, bytes.NewReader(randomBytes(t, size)), Options{
+			Timing: testTiming,
+			Delivered: func(n int64) {
+				mu.Lock()
+				defer mu.Unlock()
+				reports = append(reports, n)
+			},
+		})
+	})
+	recv := async(func() (int64, error) { return Receive(ctx, b, pacedWriter{rate: 20e6}, Options{Timing: testTiming}) })
+	if r := await(t, recv, "Receive"); r.err != nil || r.n != size {
+		t.Fatalf("Receive = %d, %v", r.n, r.err)
+	}
+	if r := await(t, send, "Send"); r.err != nil {
+		t.Fatalf("Send: %v", r.err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// 6 MiB at 20 MB/s take 0.3 s: a report every 50 ms.
+	if len(reports) < 3 || !slices.IsSorted(reports) || reports[len(reports)-1] > size {
+		t.Fatalf("reports %v: want several, growing, none above %d", reports, size)
+	}
+}
+
+func TestReceiverReportsOnlyToASenderThatTakesIt(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	recv := async(func() (int64, error) { return Receive(ctx, b, pacedWriter{rate: 10e6}, Options{Timing: testTiming}) })
+	r := craftedSender(t, a) // a header without "progress"
+	data := randomBytes(t, 1<<20)
+	for i := 0; i < len(data); i += 64 << 10 {
+		if err := frame.Write(a, frame.Data, data[i:i+64<<10]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := frame.Write(a, frame.End, endPayload(uint64(len(data)), data)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _, err := nextFrame(r); err != nil || typ != frame.Ack {
+		t.Fatalf("the sender that offered no progress got %v, %v; want ACK and nothing before", typ, err)
+	}
+	a.CloseWrite()
+	await(t, recv, "Receive")
 }

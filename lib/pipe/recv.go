@@ -53,7 +53,8 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 	}
 
 	digest := newDigest()
-	flowed := false // whether any DATA frame came: only then is a lost stream a truncation
+	flowed := false        // whether any DATA frame came: only then is a lost stream a truncation
+	var reported time.Time // when the last RECEIVED frame went out
 	for {
 		t, p, err := c.next()
 		if err != nil {
@@ -77,6 +78,12 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			if opt.Progress != nil {
 				opt.Progress(n)
 			}
+			if h.Progress && time.Since(reported) >= ProgressInterval {
+				reported = time.Now()
+				if err := c.send(frame.Received, binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+					return n, fmt.Errorf("report progress: %w", err)
+				}
+			}
 		case frame.End:
 			if err := checkEnd(p, n, digest.Sum(nil)); err != nil {
 				return n, err
@@ -97,6 +104,10 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 		}
 	}
 }
+
+// ProgressInterval is how often, at most, the receiver reports what it has
+// written out while the data flows.
+const ProgressInterval = 50 * time.Millisecond
 
 // rejected is the receiver's own refusal; it unwraps to the Accept error.
 type rejected struct{ err error }

@@ -39,6 +39,10 @@ type Options struct {
 	// Accepted, if set, is called when the receiver has accepted and the
 	// data phase begins.
 	Accepted func()
+	// Delivered (sender only), if set, is called with the receiver's count
+	// of the bytes it has written out, each time it reports it (about every
+	// ProgressInterval while the data flows).
+	Delivered func(n int64)
 }
 
 // Send offers h, then streams src to the receiver. It returns the number of
@@ -54,6 +58,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		}
 	}()
 
+	h.Progress = true
 	hb, err := h.marshal()
 	if err != nil {
 		return 0, err
@@ -77,12 +82,13 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	}
 
 	var endSent atomic.Bool
+	var sent atomic.Int64 // bytes handed to the stream; the receiver cannot report more
 	// This goroutine is the only reader from here on: peer.done closes when
 	// it has read the ACK, or failed.
 	peer := &reader{done: make(chan struct{})}
 	c.reader = peer.done
 	go func() {
-		err := awaitAck(c, &endSent)
+		err := awaitAck(c, &endSent, &sent, opt.Delivered)
 		// Unblock a data write stuck on a peer that is gone. Not when our own
 		// context ended: the watch in start already bounds the writes by
 		// AbortWait, and cutting the stream now would tear a DATA frame in
@@ -113,6 +119,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 				data := ch.buf[frame.HeaderSize : frame.HeaderSize+ch.n]
 				digest.Write(data)
 				frame.PutHeader(ch.buf, frame.Data, ch.n)
+				sent.Add(int64(ch.n))
 				if err := c.sendFramed(ch.buf[:frame.HeaderSize+ch.n]); err != nil {
 					return n, writeError(ctx, err, peer)
 				}
@@ -161,18 +168,35 @@ type reader struct {
 }
 
 // awaitAck reads the receiver's frames during the data phase: heartbeats
-// until the ACK that must follow END.
-func awaitAck(c *conn, endSent *atomic.Bool) error {
-	t, _, err := c.next()
-	switch {
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("the receiver closed the stream without acknowledging the data")
-	case err != nil:
-		return err
-	case t == frame.Ack && endSent.Load():
-		return nil
+// and RECEIVED counts, passed to delivered, until the ACK that must follow
+// END. A count may not go back, nor exceed what was sent.
+func awaitAck(c *conn, endSent *atomic.Bool, sent *atomic.Int64, delivered func(int64)) error {
+	var last int64
+	for {
+		t, p, err := c.next()
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return errors.New("the receiver closed the stream without acknowledging the data")
+		case err != nil:
+			return err
+		case t == frame.Received:
+			if len(p) != 8 {
+				return protocolErrorf("RECEIVED frame of %d bytes", len(p))
+			}
+			n := int64(binary.BigEndian.Uint64(p))
+			if n < last || n > sent.Load() {
+				return protocolErrorf("the receiver reports %d bytes written, after %d, with %d sent", n, last, sent.Load())
+			}
+			last = n
+			if delivered != nil {
+				delivered(n)
+			}
+			continue
+		case t == frame.Ack && endSent.Load():
+			return nil
+		}
+		return protocolErrorf("unexpected %v frame from the receiver", t)
 	}
-	return protocolErrorf("unexpected %v frame from the receiver", t)
 }
 
 // writeError explains a failed data write: usually the peer's own failure,
