@@ -56,14 +56,19 @@ func newLinkSite(t testing.TB, p linkProfile) *linkSite {
 	s.sender = netns.New(t, "sender")
 	s.receiver = netns.New(t, "receiver")
 	s.link = netns.Emulate(t, s.sender, "eth0", s.senderIP+"/24", s.receiver, "eth0", s.receiverIP+"/24", p.shape, p.shape, 1)
+	// TCP and QUIC, as the IPFS bootstrap peers and `pcp node` listen.
 	var addrs []string
 	for i := range 3 {
-		args := []string{"node", "--listen", fmt.Sprintf("/ip4/%s/tcp/%d", s.senderIP, 4001+i)}
+		tcp, quic := fmt.Sprintf("/ip4/%s/tcp/%d", s.senderIP, 4001+i), fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", s.senderIP, 4001+i)
+		args := []string{"node", "--listen", tcp + "," + quic}
 		if i > 0 {
 			args = append(args, "--bootstrap", addrs[0])
 		}
 		_, addr := startNode(t, s.sender.Command(binary(t, "pcp"), args...))
-		addrs = append(addrs, addr)
+		if !strings.HasPrefix(addr, tcp+"/p2p/") {
+			t.Fatalf("pcp node printed %q first, want its TCP address %s", addr, tcp)
+		}
+		addrs = append(addrs, addr, quic+strings.TrimPrefix(addr, tcp))
 	}
 	s.bootstrap = strings.Join(addrs, ",")
 	return s

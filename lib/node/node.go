@@ -56,6 +56,9 @@ type Config struct {
 	// NAT, if set, prepares the host to be reached from behind a NAT:
 	// relay reservations, hole punching, and the reachability it assumes.
 	NAT *NAT
+	// QUICFirst are the addresses of peers that carry no data (bootstrap
+	// peers): they are dialled QUIC first.
+	QUICFirst []ma.Multiaddr
 	// Receiver makes a host that receives a transfer: every stream's receive
 	// window starts at yamux's largest (see fullWindow), and the host does
 	// not answer pings (whose handler stops reading while its echo waits,
@@ -102,7 +105,7 @@ func New(cfg Config) (host.Host, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.SwarmOpts(swarm.WithDialRanker(RankTCPFirst)),
+		libp2p.SwarmOpts(swarm.WithDialRanker(ranker(cfg.QUICFirst))),
 		libp2p.DisableMetrics(),
 	}
 	if cfg.Identity != nil {
@@ -132,20 +135,38 @@ const QUICDelay = 250 * time.Millisecond
 
 // RankTCPFirst is a dial ranker: TCP addresses at once, QUIC after
 // QUICDelay, anything else (relayed addresses) after twice that.
-func RankTCPFirst(addrs []ma.Multiaddr) []network.AddrDelay {
-	out := make([]network.AddrDelay, 0, len(addrs))
-	for _, a := range addrs {
-		delay := 2 * QUICDelay
-		switch {
-		case IsRelayed(a):
-		case hasProtocol(a, ma.P_TCP):
-			delay = 0
-		case hasProtocol(a, ma.P_QUIC_V1):
-			delay = QUICDelay
-		}
-		out = append(out, network.AddrDelay{Addr: a, Delay: delay})
+func RankTCPFirst(addrs []ma.Multiaddr) []network.AddrDelay { return ranker(nil)(addrs) }
+
+// ranker returns the dial ranker of a host: TCP first (RankTCPFirst),
+// except for the addresses in quicFirst, of peers that carry no data
+// (bootstrap peers): of those, QUIC at once and TCP after QUICDelay, as a
+// QUIC handshake takes one round trip and TCP with TLS three. Addresses
+// match exactly: a sender on the same host as a bootstrap peer is still
+// dialled over TCP, which carries data faster.
+func ranker(quicFirst []ma.Multiaddr) network.DialRanker {
+	listed := map[string]bool{}
+	for _, a := range quicFirst {
+		listed[a.String()] = true
 	}
-	return out
+	return func(addrs []ma.Multiaddr) []network.AddrDelay {
+		out := make([]network.AddrDelay, 0, len(addrs))
+		for _, a := range addrs {
+			tcp, quic := time.Duration(0), QUICDelay
+			if listed[a.String()] {
+				tcp, quic = QUICDelay, 0
+			}
+			delay := 2 * QUICDelay
+			switch {
+			case IsRelayed(a):
+			case hasProtocol(a, ma.P_TCP):
+				delay = tcp
+			case hasProtocol(a, ma.P_QUIC_V1):
+				delay = quic
+			}
+			out = append(out, network.AddrDelay{Addr: a, Delay: delay})
+		}
+		return out
+	}
 }
 
 // IsRelayed reports whether a is a relayed (/p2p-circuit) address.

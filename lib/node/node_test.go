@@ -238,3 +238,26 @@ func TestReceiverGrantsTheFullWindowAtOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestRankQUICFirstForPeersWithoutData(t *testing.T) {
+	rank := ranker([]ma.Multiaddr{ma.StringCast("/ip4/1.2.3.4/tcp/4001"), ma.StringCast("/ip4/1.2.3.4/udp/4001/quic-v1")})
+	got := map[string]time.Duration{}
+	for _, d := range rank([]ma.Multiaddr{
+		ma.StringCast("/ip4/1.2.3.4/udp/4001/quic-v1"),
+		ma.StringCast("/ip4/1.2.3.4/tcp/4001"),
+		// A sender on the bootstrap peer's host: TCP first.
+		ma.StringCast("/ip4/1.2.3.4/udp/39001/quic-v1"),
+		ma.StringCast("/ip4/1.2.3.4/tcp/39001"),
+	}) {
+		got[d.Addr.String()] = d.Delay
+	}
+	want := map[string]time.Duration{
+		"/ip4/1.2.3.4/udp/4001/quic-v1": 0, "/ip4/1.2.3.4/tcp/4001": QUICDelay,
+		"/ip4/1.2.3.4/udp/39001/quic-v1": QUICDelay, "/ip4/1.2.3.4/tcp/39001": 0,
+	}
+	for a, d := range want {
+		if got[a] != d {
+			t.Errorf("%s dialled after %v, want %v", a, got[a], d)
+		}
+	}
+}

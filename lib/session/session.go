@@ -71,6 +71,9 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 	start := time.Now()
 	s := &Session{log: cfg.Log, punches: route.NewTracker(), allowRelay: cfg.AllowRelay, bootstrap: cfg.Bootstrap, started: make(chan struct{})}
 	ncfg := node.Config{Listen: cfg.Listen, Receiver: cfg.Receiver}
+	for _, ai := range cfg.Bootstrap {
+		ncfg.QUICFirst = append(ncfg.QUICFirst, ai.Addrs...)
+	}
 	if cfg.IdentityFile != "" {
 		k, err := node.LoadIdentity(cfg.IdentityFile)
 		if err != nil {
