@@ -3,9 +3,12 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -311,7 +314,7 @@ func TestArchiveMustMatchTheOffer(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() {
 		offer := pipe.Header{Kind: files.KindTar, Names: []string{"photos"}, Size: 4, Count: 1}
-		_, err := s.Send(t.Context(), c, offer, bytes.NewReader(archive.Bytes()), 20*time.Second, pipe.Options{})
+		_, err := s.Send(t.Context(), c, offer, bytes.NewReader(archive.Bytes()), 20*time.Second, session.SendOptions{})
 		sent <- err
 	}()
 	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c.String()), nil)
@@ -338,6 +341,50 @@ func TestCompressLevelIsChecked(t *testing.T) {
 		p.expectExit(10*time.Second, 2)
 		if !strings.Contains(p.stderr.String(), "--compress") || strings.Contains(p.stderr.String(), "code:") {
 			t.Errorf("--compress %q: stderr %q should name --compress, and no code be handed out", level, p.stderr.String())
+		}
+	}
+}
+
+// The automatic level compresses for a receiver on another machine, and
+// stores for one on this machine (which shares the cores); both get zstd.
+func TestAutoCompressesOnlyAcrossMachines(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	var text bytes.Buffer
+	for i := 0; text.Len() < 4<<20; i++ {
+		fmt.Fprintf(&text, "line %d of a text that compresses well, status=ok\n", i)
+	}
+	if err := os.WriteFile(filepath.Join(src, "notes.txt"), text.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := netns.New(t, "auto-a")
+	b := netns.New(t, "auto-b")
+	netns.Link(t, a, "eth0", "10.78.0.1/24", b, "eth0", "10.78.0.2/24")
+	for _, c := range []struct {
+		name       string
+		recv       *netns.Namespace
+		compressed bool
+	}{{"same host", a, false}, {"another host", b, true}} {
+		out := t.TempDir()
+		code := newCode(t)
+		sc := a.Command(binary(t, "pcp"), "send", "--discovery", "mdns", "-v", "--code", code, "notes.txt")
+		sc.Dir = src
+		send := start(t, sc, nil)
+		recv := start(t, c.recv.Command(binary(t, "pcp"), "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", code), nil)
+		recv.expectExit(30*time.Second, 0)
+		send.expectExit(10*time.Second, 0)
+		if got, err := os.ReadFile(filepath.Join(out, "notes.txt")); err != nil || !bytes.Equal(got, text.Bytes()) {
+			t.Fatalf("%s: the received file differs (%v)", c.name, err)
+		}
+		plain := strings.Contains(send.stderr.String(), "the receiver runs on this machine")
+		m := regexp.MustCompile(`sent 4\.0 MiB \(([0-9.]+) (KiB|MiB) on the wire\)`).FindStringSubmatch(send.stderr.String())
+		small := false
+		if m != nil {
+			f, _ := strconv.ParseFloat(m[1], 64)
+			small = m[2] == "KiB" || f < 2
+		}
+		if plain == c.compressed || small != c.compressed {
+			t.Fatalf("%s: compressed %v (stored said: %v), want %v\nsender:\n%s", c.name, small, plain, c.compressed, send.stderr.String())
 		}
 	}
 }

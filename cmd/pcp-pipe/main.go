@@ -11,6 +11,7 @@ import (
 
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/session"
 	"github.com/pcp-dev/pcp/lib/status"
 )
 
@@ -61,7 +62,7 @@ func send(ctx context.Context, args []string) error {
 		return err
 	}
 	progress := f.Progress("sending")
-	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, pipe.Options{Progress: progress.Bytes})
+	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, session.SendOptions{Options: pipe.Options{Progress: progress.Bytes}})
 	progress.Finish()
 	if err != nil {
 		return err

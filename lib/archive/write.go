@@ -28,9 +28,9 @@ type WriteOptions struct {
 
 	// Debugf, if set, is told when AutoLevel changes the level.
 	Debugf func(format string, args ...any)
-	// Delivered, if set, returns how much of the stream the receiver has
-	// written out so far, for AutoLevel to measure the link by.
-	Delivered func() int64
+	// Delivered, if set, returns the receiver's latest report of how much
+	// of the stream it has written out, for AutoLevel to measure the link by.
+	Delivered func() compress.Report
 
 	// Progress, when not nil, is called after each chunk of file data has
 	// been written, with the number of uncompressed bytes in the chunk; the

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,13 +265,19 @@ type bufferedLink struct {
 	written int64
 }
 
-func (l *bufferedLink) delivered() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// count is what the link has delivered; l.mu must be held.
+func (l *bufferedLink) count() int64 {
 	if l.start.IsZero() {
 		return 0
 	}
 	return min(l.written, int64(time.Since(l.start).Seconds()*l.rate))
+}
+
+// report is the receiver's report, as if one arrived now.
+func (l *bufferedLink) report() Report {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Report{Delivered: l.count(), Sent: l.written, At: time.Now()}
 }
 
 func (l *bufferedLink) Write(p []byte) (int, error) {
@@ -279,10 +286,12 @@ func (l *bufferedLink) Write(p []byte) (int, error) {
 		l.start = time.Now()
 	}
 	l.written += int64(len(p))
-	l.mu.Unlock()
-	for l.written-l.delivered() > l.size {
+	for l.written-l.count() > l.size {
+		l.mu.Unlock()
 		time.Sleep(time.Millisecond)
+		l.mu.Lock()
 	}
+	l.mu.Unlock()
 	return len(p), nil
 }
 
@@ -296,11 +305,42 @@ func TestAutoMeasuresTheLinkBehindItsBuffers(t *testing.T) {
 	// text at the fastest level at once: only the receiver's count shows
 	// the link.
 	link := &bufferedLink{rate: 12e6, size: 20 << 20}
-	st := compressAll(t, link, Options{Level: Auto, Delivered: link.delivered}, text, 256<<10)
+	st := compressAll(t, link, Options{Level: Auto, Delivered: link.report}, text, 256<<10)
 	t.Logf("bytes by level %v, %d -> %d bytes", st.Levels, st.In, st.Out)
 	// The first two windows at the fastest level, some 150 ms, take up to
 	// 120 MiB: want the rest at the strong levels, and nothing stored.
 	if hard := st.Levels[Better] + st.Levels[Best]; hard < st.In/4 || st.Levels[Store] > 0 {
 		t.Fatalf("with a 12 MB/s link behind 20 MiB of buffers the data after the first window should be compressed at the strong levels: %v", st.Levels)
+	}
+}
+
+func TestAutoStoresForAReceiverOnThisMachine(t *testing.T) {
+	text := sourceText(t, 24<<20)
+	var sameHost atomic.Bool
+	var out bytes.Buffer
+	report := func() Report { return Report{SameHost: sameHost.Load()} }
+	zw, err := NewWriter(&out, Options{Level: Auto, Delivered: report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(text) / 2
+	if _, err := zw.Write(text[:half]); err != nil {
+		t.Fatal(err)
+	}
+	sameHost.Store(true)
+	if _, err := zw.Write(text[half:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := zw.Stats()
+	// The chunk begun before the news may be compressed; every one after
+	// it is stored.
+	if st.Levels[Store] < int64(len(text)-half-ChunkSize) || st.Levels[Store] == st.In {
+		t.Fatalf("levels %v: want the second half, and only about that, stored", st.Levels)
+	}
+	if got := decode(t, out.Bytes()); !bytes.Equal(got, text) {
+		t.Fatal("the stream does not decode to the input")
 	}
 }

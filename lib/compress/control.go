@@ -25,14 +25,18 @@ import (
 // window).
 //
 //   - The link's capacity: with Options.Delivered, the rate at which the
-//     receiver reports bytes written out, while the link is saturated (the
-//     bytes sent and not yet delivered grew by more than a tenth of the
-//     window's output, or the output held compression up). Buffers between
+//     receiver reports bytes written out, while the link is saturated: the
+//     bytes sent and not yet delivered when a report arrived (the backlog)
+//     grew by more than a tenth of what was sent between the window's
+//     first and last report, or stayed above fullBacklog. Buffers between
 //     the Writer and the link (a 16 MiB stream window, the kernel's send
 //     buffer) take the first tens of MiB at once whatever the link's speed,
 //     so the time the output takes a frame says nothing until they are
-//     full; the receiver's count does. Without it, bytes out per second of
-//     writing.
+//     full; the receiver's count does. An output that holds compression up
+//     while the backlog stays small is not the link: it is the sender's
+//     own work (encryption, on cores the compression also needs), which a
+//     lower level relieves. Without reports, bytes out per second of
+//     writing, whenever the output held compression up.
 //   - A level's ratio: the current level's, measured, scaled by typical
 //     factors to the others (the data's compressibility drifts along a
 //     stream, so ratios measured at other times do not compare).
@@ -52,6 +56,10 @@ import (
 // window of 50 ms only starts the count, as the receiver's first reports lag
 // behind.
 //
+// A receiver on this machine (Report.SameHost) gets every chunk stored from
+// the moment that is known: the two share the cores, and a copy through
+// memory costs less than compressing at any level.
+//
 // Data that does not compress (four samples of a chunk, or the whole chunk,
 // shrink by less than 3 %) is stored: the next 2, 4, 8 ... up to 32 chunks
 // are stored without trying, then one is tried again at the current level.
@@ -64,6 +72,9 @@ const (
 	minSample     = 256 << 10              // smaller frames time too coarsely
 	starvedShare  = 0.10                   // of a window spent waiting for the workers
 	backlogShare  = 0.10                   // of a window's output that the backlog grew by
+	minGrowth     = 256 << 10              // and at least this much (a report is that coarse)
+	fullBacklog   = 4 << 20                // a backlog this large is a link behind
+	minReportSpan = 40 * time.Millisecond  // between the reports of a window
 	gain          = 1.05                   // a move must promise this much more
 	incompress    = 0.97                   // a frame this large, or larger, did not compress
 	maxStoreRun   = 32                     // chunks stored before trying again
@@ -99,10 +110,11 @@ type measured struct {
 type controller struct {
 	mu        sync.Mutex
 	auto      bool
+	sameHost  bool // the receiver runs on this machine: store
 	level     int
 	workers   float64
 	debugf    func(string, ...any)
-	delivered func() int64
+	delivered func() Report
 
 	storeLeft int // chunks still to store without trying
 	storeRun  int // how many to store after the next incompressible one
@@ -113,8 +125,8 @@ type controller struct {
 	share    float64            // of the workers' speed that the last capacity showed
 	wire     float64            // the link's capacity, output bytes per second; 0 unknown
 
-	prev     struct{ delivered, out int64 } // at the start of the window
-	counting bool                           // prev holds a window's end
+	prev     Report // the receiver's report at the start of the window
+	counting bool   // the receiver's reports have been primed
 	win      window
 	total    Stats
 }
@@ -130,7 +142,7 @@ type window struct {
 	start         time.Time
 }
 
-func newController(level, workers int, debugf func(string, ...any), delivered func() int64) *controller {
+func newController(level, workers int, debugf func(string, ...any), delivered func() Report) *controller {
 	c := &controller{auto: level == Auto, level: level, workers: float64(workers), debugf: debugf, delivered: delivered, share: 1}
 	if c.auto {
 		c.level = Fastest
@@ -143,6 +155,13 @@ func newController(level, workers int, debugf func(string, ...any), delivered fu
 func (c *controller) choose() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.auto && !c.sameHost && c.delivered != nil && c.delivered().SameHost {
+		c.sameHost = true
+		if c.debugf != nil {
+			c.debugf("compression level %d -> %d: the receiver runs on this machine", c.level, Store)
+		}
+		c.level = Store
+	}
 	if c.auto && c.storeLeft > 0 {
 		c.storeLeft--
 		return Store
@@ -167,7 +186,7 @@ func (c *controller) observe(s sample) {
 	} else {
 		c.total.Levels[s.level] += int64(s.in)
 	}
-	if !c.auto || s.in == 0 {
+	if !c.auto || c.sameHost || s.in == 0 {
 		return
 	}
 	r := float64(s.out) / float64(s.in)
@@ -219,10 +238,10 @@ func (c *controller) observe(s sample) {
 	}
 }
 
-// mark notes the delivered and written counts at the start of a window.
+// mark notes the receiver's report at the start of a window.
 func (c *controller) mark() {
 	if c.delivered != nil {
-		c.prev.delivered, c.prev.out = c.delivered(), c.total.Out
+		c.prev = c.delivered()
 	}
 }
 
@@ -239,10 +258,16 @@ func (c *controller) closeWindow(elapsed time.Duration) {
 			c.counting = true
 			return
 		}
-		d := c.delivered()
-		wire = float64(d-c.prev.delivered) / secs
-		if grew := (c.total.Out - d) - (c.prev.out - c.prev.delivered); float64(grew) > backlogShare*float64(w.out) {
-			saturated, bound = true, false // the link fell behind, whatever the buffers took
+		saturated = false
+		cur := c.delivered()
+		if span := cur.At.Sub(c.prev.At); !c.prev.At.IsZero() && span >= minReportSpan {
+			wire = float64(cur.Delivered-c.prev.Delivered) / span.Seconds()
+			backlog := cur.Sent - cur.Delivered
+			grew := backlog - (c.prev.Sent - c.prev.Delivered)
+			slack := backlogShare * float64(cur.Sent-c.prev.Sent)
+			if grew > minGrowth && float64(grew) > slack || backlog >= fullBacklog && float64(grew) > -slack {
+				saturated, bound = true, false // the link fell behind, whatever the buffers took
+			}
 		}
 	} else {
 		wire = rateOf(w.out, w.wrote)

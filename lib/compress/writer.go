@@ -55,10 +55,23 @@ type Options struct {
 	Workers int
 	// Debugf, if set, is told when Auto changes the level.
 	Debugf func(format string, args ...any)
-	// Delivered, if set, returns how much of the stream the receiver has
-	// written out so far: Auto then measures the link by it (see the
-	// comment in control.go).
-	Delivered func() int64
+	// Delivered, if set, returns the receiver's latest report of how much
+	// of the stream it has written out: Auto then measures the link by it
+	// (see the comment in control.go).
+	Delivered func() Report
+}
+
+// Report is a receiver's count of the bytes of the stream it has written
+// out, with the count that had been sent when the report arrived, and the
+// time it arrived. Sent less Delivered is what the link and the buffers on
+// the way held then.
+type Report struct {
+	Delivered, Sent int64
+	At              time.Time
+	// SameHost says that the receiver runs on this machine: the link is
+	// memory, faster than any level compresses, and the receiver needs
+	// the cores that compressing would take. Auto then stores.
+	SameHost bool
 }
 
 // Stats counts what a Writer wrote.

@@ -16,7 +16,9 @@ import (
 
 	"github.com/pcp-dev/pcp/lib/archive"
 	"github.com/pcp-dev/pcp/lib/code"
+	"github.com/pcp-dev/pcp/lib/compress"
 	"github.com/pcp-dev/pcp/lib/pipe"
+	"github.com/pcp-dev/pcp/lib/route"
 	"github.com/pcp-dev/pcp/lib/session"
 	"github.com/pcp-dev/pcp/lib/status"
 )
@@ -59,7 +61,7 @@ type SendOptions struct {
 type Outgoing struct {
 	header    pipe.Header
 	write     func(context.Context, io.Writer) error
-	delivered *atomic.Int64 // what the receiver reports it has written out
+	delivered *reports // what the receiver reports it has written out
 }
 
 // Offer is what the receiver will be asked to accept.
@@ -68,8 +70,8 @@ func (o *Outgoing) Offer() Offer { return Offer{o.header} }
 // Prepare checks paths ("-" for stdin) and sums them up, before any peer is
 // involved, so that a mistake shows before a code is handed out.
 func Prepare(paths []string, stdin io.Reader, opt SendOptions) (*Outgoing, error) {
-	delivered := new(atomic.Int64)
-	h, write, err := prepare(paths, stdin, opt, delivered.Load)
+	delivered := new(reports)
+	h, write, err := prepare(paths, stdin, opt, delivered.latest)
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +84,23 @@ func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, t
 	pr, pw := io.Pipe()
 	wctx, cancel := context.WithCancel(ctx)
 	written := make(chan struct{})
+	routed := make(chan struct{}) // the archive begins once the path is known
 	go func() {
-		pw.CloseWithError(out.write(wctx, pw))
-		close(written)
+		defer close(written)
+		select {
+		case <-routed:
+			pw.CloseWithError(out.write(wctx, pw))
+		case <-wctx.Done():
+			pw.CloseWithError(wctx.Err())
+		}
 	}()
-	res, err := s.Send(ctx, c, out.header, pr, timeout, pipe.Options{Delivered: out.delivered.Store})
+	res, err := s.Send(ctx, c, out.header, pr, timeout, session.SendOptions{
+		Options: pipe.Options{Delivered: out.delivered.add},
+		Route: func(p route.Path) {
+			out.delivered.sameHost.Store(p.SameHost)
+			close(routed)
+		},
+	})
 	// A refused or failed transfer stops the writer: give it a moment to
 	// clean up (not forever: it may be blocked reading a stdin that stays open).
 	cancel()
@@ -98,9 +112,31 @@ func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, t
 	return Result{Result: res, Size: out.header.Size}, err
 }
 
+// reports keeps the receiver's latest report, for the compressor, and
+// whether the receiver runs on this machine.
+type reports struct {
+	last     atomic.Pointer[compress.Report]
+	sameHost atomic.Bool
+}
+
+// add takes a report as it arrives.
+func (r *reports) add(delivered, sent int64) {
+	r.last.Store(&compress.Report{Delivered: delivered, Sent: sent, At: time.Now()})
+}
+
+// latest is the last report, or none.
+func (r *reports) latest() compress.Report {
+	var rep compress.Report
+	if p := r.last.Load(); p != nil {
+		rep = *p
+	}
+	rep.SameHost = r.sameHost.Load()
+	return rep
+}
+
 // prepare builds the header and the writer of the archive; delivered tells
 // the writer how much the receiver has written out.
-func prepare(paths []string, stdin io.Reader, opt SendOptions, delivered func() int64) (pipe.Header, func(context.Context, io.Writer) error, error) {
+func prepare(paths []string, stdin io.Reader, opt SendOptions, delivered func() compress.Report) (pipe.Header, func(context.Context, io.Writer) error, error) {
 	kind := KindTarZstd
 	if opt.Level == 0 {
 		kind = KindTar

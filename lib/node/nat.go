@@ -104,6 +104,20 @@ func IsLAN(a ma.Multiaddr) bool {
 	return !IsRelayed(a) && (manet.IsPrivateAddr(a) || manet.IsIPLoopback(a) || manet.IsIP6LinkLocal(a))
 }
 
+// SameHost reports whether a direct connection from local to remote stays
+// on this machine: remote is a loopback address, or local's own.
+func SameHost(local, remote ma.Multiaddr) bool {
+	if IsRelayed(remote) {
+		return false
+	}
+	r, err := manet.ToIP(remote)
+	if err != nil {
+		return false
+	}
+	l, err := manet.ToIP(local)
+	return r.IsLoopback() || err == nil && r.Equal(l)
+}
+
 // RelayOf returns the relay of a relayed connection's remote address
 // (/…/p2p/RELAY/p2p-circuit), or "" if there is none.
 func RelayOf(a ma.Multiaddr) peer.ID {

@@ -261,3 +261,21 @@ func TestRankQUICFirstForPeersWithoutData(t *testing.T) {
 		}
 	}
 }
+
+func TestSameHost(t *testing.T) {
+	m := ma.StringCast
+	for _, c := range []struct {
+		local, remote string
+		want          bool
+	}{
+		{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002", true},
+		{"/ip6/::1/tcp/4001", "/ip6/::1/udp/4002/quic-v1", true},
+		{"/ip4/10.1.0.2/tcp/4001", "/ip4/10.1.0.2/tcp/4002", true},
+		{"/ip4/10.1.0.2/tcp/4001", "/ip4/10.1.0.3/tcp/4002", false},
+		{"/ip4/10.1.0.2/tcp/4001", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWAp6n9j2dqnKY8zyDkjczY2PiQ6iHBzsBzAgZsqjKuC3P/p2p-circuit", false},
+	} {
+		if got := SameHost(m(c.local), m(c.remote)); got != c.want {
+			t.Errorf("SameHost(%s, %s) = %v, want %v", c.local, c.remote, got, c.want)
+		}
+	}
+}

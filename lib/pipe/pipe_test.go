@@ -1349,7 +1349,7 @@ func TestReceiverReportsWhatItWrote(t *testing.T) {
 	send := async(func() (int64, error) {
 		return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, bytes.NewReader(randomBytes(t, size)), Options{
 			Timing: testTiming,
-			Delivered: func(n int64) {
+			Delivered: func(n, _ int64) {
 				mu.Lock()
 				defer mu.Unlock()
 				reports = append(reports, n)

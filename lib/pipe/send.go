@@ -41,8 +41,10 @@ type Options struct {
 	Accepted func()
 	// Delivered (sender only), if set, is called with the receiver's count
 	// of the bytes it has written out, each time it reports it (about every
-	// ProgressInterval while the data flows).
-	Delivered func(n int64)
+	// ProgressInterval while the data flows), and the count of bytes sent
+	// when the report arrived: the difference is what the link and the
+	// buffers on the way hold.
+	Delivered func(delivered, sent int64)
 }
 
 // Send offers h, then streams src to the receiver. It returns the number of
@@ -170,7 +172,7 @@ type reader struct {
 // awaitAck reads the receiver's frames during the data phase: heartbeats
 // and RECEIVED counts, passed to delivered, until the ACK that must follow
 // END. A count may not go back, nor exceed what was sent.
-func awaitAck(c *conn, endSent *atomic.Bool, sent *atomic.Int64, delivered func(int64)) error {
+func awaitAck(c *conn, endSent *atomic.Bool, sent *atomic.Int64, delivered func(delivered, sent int64)) error {
 	var last int64
 	for {
 		t, p, err := c.next()
@@ -183,13 +185,13 @@ func awaitAck(c *conn, endSent *atomic.Bool, sent *atomic.Int64, delivered func(
 			if len(p) != 8 {
 				return protocolErrorf("RECEIVED frame of %d bytes", len(p))
 			}
-			n := int64(binary.BigEndian.Uint64(p))
-			if n < last || n > sent.Load() {
-				return protocolErrorf("the receiver reports %d bytes written, after %d, with %d sent", n, last, sent.Load())
+			n, out := int64(binary.BigEndian.Uint64(p)), sent.Load()
+			if n < last || n > out {
+				return protocolErrorf("the receiver reports %d bytes written, after %d, with %d sent", n, last, out)
 			}
 			last = n
 			if delivered != nil {
-				delivered(n)
+				delivered(n, out)
 			}
 			continue
 		case t == frame.Ack && endSent.Load():

@@ -57,12 +57,13 @@ type Path struct {
 	Transport string        // "tcp" or "quic"; "relayed" for Relayed
 	Relay     peer.ID       // the relay, for Relayed
 	Punch     time.Duration // for Punched: how long the peers waited for it
+	SameHost  bool          // both peers run on this machine (node.SameHost)
 }
 
 // Of describes the path of connection c.
 func Of(c network.Conn) Path {
 	a := c.RemoteMultiaddr()
-	p := Path{Kind: Direct, Transport: node.Transport(c)}
+	p := Path{Kind: Direct, Transport: node.Transport(c), SameHost: node.SameHost(c.LocalMultiaddr(), a)}
 	switch {
 	case node.IsRelayed(a):
 		p.Kind, p.Relay = Relayed, node.RelayOf(a)

@@ -194,10 +194,18 @@ func (r *Result) finish() {
 	}
 }
 
+// SendOptions are a sender's options: the pipe's, and Route.
+type SendOptions struct {
+	pipe.Options
+	// Route, if set, is told (once) the path of the data when it is
+	// settled, before the data flows.
+	Route func(route.Path)
+}
+
 // Send announces c, waits up to timeout (0: no limit) for a finder that
 // wants a pipe, and streams src to it. Finders that only want to meet
 // (pcp-find) are answered and the wait goes on.
-func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.Reader, timeout time.Duration, opt pipe.Options) (Result, error) {
+func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.Reader, timeout time.Duration, opt SendOptions) (Result, error) {
 	start := time.Now()
 	wctx, cancel := withTimeout(ctx, timeout)
 	defer cancel()
@@ -223,7 +231,10 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	res := Result{Peer: p, Path: path}
 	s.log.Debugf("data connection ready %v after the start", time.Since(start).Round(time.Millisecond))
 	s.log.Infof("peer %s authenticated; sending %s", node.ShortID(p.ID), path)
-	n, err := pipe.Send(ctx, stream, h, src, timed(&opt, &res))
+	if opt.Route != nil {
+		opt.Route(path)
+	}
+	n, err := pipe.Send(ctx, stream, h, src, timed(&opt.Options, &res))
 	res.Bytes = n
 	res.finish()
 	return res, relayLost(err, stream, path)
