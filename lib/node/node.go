@@ -130,19 +130,32 @@ func New(cfg Config) (host.Host, error) {
 	return h, nil
 }
 
-// QUICDelay is how long the dialer waits for TCP before it also tries QUIC.
-const QUICDelay = 250 * time.Millisecond
+// Dial delays. A peer's data rides the connection the peers met on, so QUIC
+// waits longer than TCP's first retransmission of a lost SYN (1 s): over
+// the emulated WAN (0.5 % loss), a handshake packet lost now and then let
+// QUIC win the race at 250 ms, and quic-go, with the small UDP buffers of
+// a default Linux, then moved the data ten times slower than TCP. Hole
+// punching dials every address at once, whatever the ranker says.
+const (
+	// QUICDelay is how long the dialer waits for TCP before it also tries QUIC.
+	QUICDelay = 1500 * time.Millisecond
+	// RelayDelay is how long it waits before it also tries relayed addresses.
+	RelayDelay = 500 * time.Millisecond
+	// bootstrapTCPDelay is how long it waits for QUIC before it also tries
+	// TCP, for peers that carry no data.
+	bootstrapTCPDelay = 250 * time.Millisecond
+)
 
-// RankTCPFirst is a dial ranker: TCP addresses at once, QUIC after
-// QUICDelay, anything else (relayed addresses) after twice that.
+// RankTCPFirst is a dial ranker: TCP addresses at once, relayed addresses
+// after RelayDelay, QUIC after QUICDelay.
 func RankTCPFirst(addrs []ma.Multiaddr) []network.AddrDelay { return ranker(nil)(addrs) }
 
 // ranker returns the dial ranker of a host: TCP first (RankTCPFirst),
 // except for the addresses in quicFirst, of peers that carry no data
-// (bootstrap peers): of those, QUIC at once and TCP after QUICDelay, as a
-// QUIC handshake takes one round trip and TCP with TLS three. Addresses
-// match exactly: a sender on the same host as a bootstrap peer is still
-// dialled over TCP, which carries data faster.
+// (bootstrap peers): of those, QUIC at once and TCP after
+// bootstrapTCPDelay, as a QUIC handshake takes one round trip and TCP with
+// TLS three. Addresses match exactly: a sender on the same host as a
+// bootstrap peer is still dialled over TCP, which carries data faster.
 func ranker(quicFirst []ma.Multiaddr) network.DialRanker {
 	listed := map[string]bool{}
 	for _, a := range quicFirst {
@@ -153,9 +166,9 @@ func ranker(quicFirst []ma.Multiaddr) network.DialRanker {
 		for _, a := range addrs {
 			tcp, quic := time.Duration(0), QUICDelay
 			if listed[a.String()] {
-				tcp, quic = QUICDelay, 0
+				tcp, quic = bootstrapTCPDelay, 0
 			}
-			delay := 2 * QUICDelay
+			delay := RelayDelay
 			switch {
 			case IsRelayed(a):
 			case hasProtocol(a, ma.P_TCP):

@@ -31,8 +31,8 @@ func TestRankTCPFirst(t *testing.T) {
 		got[d.Addr.String()] = int64(d.Delay)
 	}
 	tcp, quic, relay := got[addrs[1].String()], got[addrs[0].String()], got[addrs[2].String()]
-	if !(tcp == 0 && quic == int64(QUICDelay) && relay > quic) {
-		t.Fatalf("delays: tcp %d, quic %d, relay %d; want tcp 0 < quic %d < relay", tcp, quic, relay, QUICDelay)
+	if !(tcp == 0 && quic == int64(QUICDelay) && relay == int64(RelayDelay) && quic > int64(time.Second)) {
+		t.Fatalf("delays: tcp %d, quic %d, relay %d; want tcp 0, quic %d (after TCP's first SYN retransmission), relay %d", tcp, quic, relay, QUICDelay, RelayDelay)
 	}
 }
 
@@ -252,7 +252,7 @@ func TestRankQUICFirstForPeersWithoutData(t *testing.T) {
 		got[d.Addr.String()] = d.Delay
 	}
 	want := map[string]time.Duration{
-		"/ip4/1.2.3.4/udp/4001/quic-v1": 0, "/ip4/1.2.3.4/tcp/4001": QUICDelay,
+		"/ip4/1.2.3.4/udp/4001/quic-v1": 0, "/ip4/1.2.3.4/tcp/4001": bootstrapTCPDelay,
 		"/ip4/1.2.3.4/udp/39001/quic-v1": QUICDelay, "/ip4/1.2.3.4/tcp/39001": 0,
 	}
 	for a, d := range want {
