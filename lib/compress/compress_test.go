@@ -263,6 +263,7 @@ type bufferedLink struct {
 	rate    float64
 	size    int64
 	written int64
+	lag     time.Duration // before the first report
 }
 
 // count is what the link has delivered; l.mu must be held.
@@ -277,6 +278,9 @@ func (l *bufferedLink) count() int64 {
 func (l *bufferedLink) report() Report {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.start.IsZero() || time.Since(l.start) < l.lag {
+		return Report{}
+	}
 	return Report{Delivered: l.count(), Sent: l.written, At: time.Now()}
 }
 
@@ -342,5 +346,21 @@ func TestAutoStoresForAReceiverOnThisMachine(t *testing.T) {
 	}
 	if got := decode(t, out.Bytes()); !bytes.Equal(got, text) {
 		t.Fatal("the stream does not decode to the input")
+	}
+}
+
+// The receiver's first report comes a round trip and a report interval
+// after the data: until then nothing is known of the link, and a slow link
+// must not get stored data meanwhile.
+func TestAutoWaitsForTheReceiversReports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes a few seconds")
+	}
+	text := bytes.Repeat(sourceText(t, 64<<20), 3)
+	link := &bufferedLink{rate: 12e6, size: 20 << 20, lag: 150 * time.Millisecond}
+	st := compressAll(t, link, Options{Level: Auto, Delivered: link.report}, text, 256<<10)
+	t.Logf("bytes by level %v, %d -> %d bytes", st.Levels, st.In, st.Out)
+	if st.Levels[Store] > 0 || st.Levels[Better]+st.Levels[Best] < st.In/4 {
+		t.Fatalf("over a 12 MB/s link whose reports lag: want nothing stored and much at the strong levels, got %v", st.Levels)
 	}
 }

@@ -54,7 +54,8 @@ import (
 // While the link's capacity is unknown and compression holds the output up,
 // it tries one level lower, to learn it. With Options.Delivered a first
 // window of 50 ms only starts the count, as the receiver's first reports lag
-// behind.
+// behind, and a window closes only once it spans two reports (or after
+// noReports without any: a receiver that does not report).
 //
 // A receiver on this machine (Report.SameHost) gets every chunk stored from
 // the moment that is known: the two share the cores, and a copy through
@@ -75,6 +76,7 @@ const (
 	minGrowth     = 256 << 10              // and at least this much (a report is that coarse)
 	fullBacklog   = 4 << 20                // a backlog this large is a link behind
 	minReportSpan = 40 * time.Millisecond  // between the reports of a window
+	noReports     = 2 * time.Second        // a window this long without any: none come
 	gain          = 1.05                   // a move must promise this much more
 	incompress    = 0.97                   // a frame this large, or larger, did not compress
 	maxStoreRun   = 32                     // chunks stored before trying again
@@ -231,7 +233,9 @@ func (c *controller) observe(s sample) {
 		return
 	}
 	level := c.level
-	c.closeWindow(elapsed)
+	if !c.closeWindow(elapsed) {
+		return // the window goes on
+	}
 	if c.level == level {
 		*w = window{start: time.Now()}
 		c.mark()
@@ -245,22 +249,37 @@ func (c *controller) mark() {
 	}
 }
 
-// closeWindow learns from the window that just closed and decides.
-func (c *controller) closeWindow(elapsed time.Duration) {
+// closeWindow learns from the window that just closed and decides; false
+// means that the window goes on (no two reports of the receiver yet).
+func (c *controller) closeWindow(elapsed time.Duration) bool {
 	w := &c.win
 	secs := elapsed.Seconds()
 	rate := float64(w.in) / secs
 	bound := w.waited.Seconds() > starvedShare*secs // compression held the output up
 	saturated := !bound
 	var wire float64
+	cur := Report{}
 	if c.delivered != nil {
-		if !c.counting { // the receiver's first reports lag behind
-			c.counting = true
-			return
+		cur = c.delivered()
+	}
+	switch {
+	case c.delivered != nil && !c.counting: // the receiver's first reports lag behind
+		c.counting = true
+		return true
+	case c.delivered != nil && cur.At.IsZero() && elapsed > noReports:
+		// A receiver that does not report: judge by the output alone.
+		wire = rateOf(w.out, w.wrote)
+	case c.delivered != nil && (c.prev.At.IsZero() || cur.At.Sub(c.prev.At) < minReportSpan):
+		// No two reports to compare yet: nothing is known of the link, and
+		// a decision now would be a guess (one that stored data at the
+		// start of a slow link cost seconds). The window goes on.
+		if c.prev.At.IsZero() {
+			c.prev = cur
 		}
+		return false
+	case c.delivered != nil:
 		saturated = false
-		cur := c.delivered()
-		if span := cur.At.Sub(c.prev.At); !c.prev.At.IsZero() && span >= minReportSpan {
+		if span := cur.At.Sub(c.prev.At); span >= minReportSpan {
 			wire = float64(cur.Delivered-c.prev.Delivered) / span.Seconds()
 			backlog := cur.Sent - cur.Delivered
 			grew := backlog - (c.prev.Sent - c.prev.Delivered)
@@ -269,7 +288,7 @@ func (c *controller) closeWindow(elapsed time.Duration) {
 				saturated, bound = true, false // the link fell behind, whatever the buffers took
 			}
 		}
-	} else {
+	default:
 		wire = rateOf(w.out, w.wrote)
 	}
 	for l := range c.speed {
@@ -284,7 +303,7 @@ func (c *controller) closeWindow(elapsed time.Duration) {
 		c.wire = wire
 	}
 	if w.skipped > w.in/2 {
-		return // stored because it did not compress: the level hardly mattered
+		return true // stored because it did not compress: the level hardly mattered
 	}
 	if bound {
 		c.capacity[c.level] = measured{rate: rate, at: time.Now()}
@@ -293,6 +312,7 @@ func (c *controller) closeWindow(elapsed time.Duration) {
 		}
 	}
 	c.decide(rate, bound)
+	return true
 }
 
 // decide sets the level for the next chunks, after a window that gave rate
