@@ -388,3 +388,50 @@ func TestAutoCompressesOnlyAcrossMachines(t *testing.T) {
 		}
 	}
 }
+
+// The receivers write what they received to the disk before they
+// acknowledge it, unless told --no-fsync; a pipe cannot be synced.
+func TestReceiversSyncBeforeTheyAcknowledge(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("alpha\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, noSync := range []bool{false, true} {
+		out := t.TempDir()
+		c := newCode(t)
+		sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "a.txt")
+		sc.Dir = src
+		send := start(t, sc, nil)
+		args := []string{"receive", "--discovery", "mdns", "--yes", "-v", "--output", out, "--timeout", "20s"}
+		if noSync {
+			args = append(args, "--no-fsync")
+		}
+		recv := start(t, command(t, "pcp", append(args, c)...), nil)
+		recv.expectExit(30*time.Second, 0)
+		send.expectExit(10*time.Second, 0)
+		stderr := recv.stderr.String()
+		synced := strings.Contains(stderr, "files written to the disk") && strings.Contains(stderr, "new names written to the disk")
+		if synced == noSync {
+			t.Fatalf("pcp receive (--no-fsync %v): synced %v\n%s", noSync, synced, stderr)
+		}
+	}
+	for _, toFile := range []bool{true, false} {
+		c := newCode(t)
+		send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), strings.NewReader("the data\n"))
+		file := filepath.Join(t.TempDir(), "out")
+		sh := `"$1" recv --discovery mdns --timeout 20s -v "$2" > "$3"`
+		if !toFile {
+			sh = `"$1" recv --discovery mdns --timeout 20s -v "$2" | cat > "$3"`
+		}
+		recv := start(t, exec.Command("bash", "-c", "set -o pipefail; "+sh, "-", binary(t, "pcp-pipe"), c, file), nil)
+		recv.expectExit(30*time.Second, 0)
+		send.expectExit(10*time.Second, 0)
+		if got, _ := os.ReadFile(file); string(got) != "the data\n" {
+			t.Fatalf("pcp-pipe recv wrote %q", got)
+		}
+		if synced := strings.Contains(recv.stderr.String(), "output written to the disk"); synced != toFile {
+			t.Fatalf("pcp-pipe recv into a file %v: synced %v\n%s", toFile, synced, recv.stderr.String())
+		}
+	}
+}

@@ -75,6 +75,7 @@ func recv(ctx context.Context, args []string) error {
 	var f cli.Flags
 	fs := cli.NewFlagSet("recv", "pcp-pipe recv [OPTIONS] CODE > DATA", os.Stdout)
 	f.AddCode(fs)
+	noSync := fs.Bool("no-fsync", false, "acknowledge before an output file is on stable storage (faster; a crash may lose it)")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
 	f.AddAllowRelay(fs, "pcp-pipe")
@@ -86,17 +87,22 @@ func recv(ctx context.Context, args []string) error {
 		return err
 	}
 	f.Receives = true
-	s, err := f.Start(ctx, f.Logger("pcp-pipe", os.Stderr))
+	log := f.Logger("pcp-pipe", os.Stderr)
+	s, err := f.Start(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	progress := f.Progress("receiving")
-	res, err := s.Receive(ctx, c, os.Stdout, f.Timeout, pipe.Options{Progress: progress.Bytes})
+	opt := pipe.Options{Progress: progress.Bytes}
+	if !*noSync {
+		opt.Commit = pipe.SyncCommit(os.Stdout, log.Debugf)
+	}
+	res, err := s.Receive(ctx, c, os.Stdout, f.Timeout, opt)
 	progress.Finish()
 	if err != nil {
 		return err
 	}
-	f.Logger("pcp-pipe", os.Stderr).Infof("received %s in %v; digest verified", status.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
+	log.Infof("received %s in %v; digest verified", status.Size(res.Bytes), res.Transfer.Round(time.Millisecond))
 	return nil
 }

@@ -21,6 +21,7 @@ func receive(ctx context.Context, args []string) error {
 	fs.BoolVar(&toStdout, "stdout", false, "write the received stream (tar+zstd) to stdout instead of extracting it")
 	fs.BoolVarP(&yes, "yes", "y", false, "accept without asking")
 	fs.BoolVar(&opt.Overwrite, "overwrite", false, "replace existing files and folders of the same names")
+	fs.BoolVar(&opt.NoSync, "no-fsync", false, "acknowledge before the files are on stable storage (faster; a crash may lose them)")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
 	f.AddAllowRelay(fs, "pcp")
@@ -61,7 +62,7 @@ func receive(ctx context.Context, args []string) error {
 	}
 	defer s.Close()
 	progress := f.Progress("receiving")
-	opt.Timeout, opt.Progress = f.Timeout, progress.Update
+	opt.Timeout, opt.Progress, opt.Debugf = f.Timeout, progress.Update, log.Debugf
 	res, err := files.Receive(ctx, s, c, opt)
 	progress.Finish()
 	if err != nil {

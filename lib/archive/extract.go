@@ -53,6 +53,14 @@ type ExtractOptions struct {
 	// been written to disk, with the number of bytes in the chunk. It runs
 	// on the extracting goroutine and must be quick.
 	Progress func(n int64)
+
+	// Sync, when not nil (Durable, or a hook of a test), makes Commit
+	// durable: it is called with the staged entries' folder and tree true
+	// before they move (all of their data and entries), then with the
+	// destination directory and tree false after they moved (the new
+	// names); an error fails Commit. With it, Extract also starts writing
+	// each file to the disk while the transfer goes on.
+	Sync func(path string, tree bool) error
 }
 
 // UnsafeEntryError reports an archive entry that was refused (hostile or
@@ -305,6 +313,11 @@ func (e *Extractor) Commit() error {
 		return errors.New("commit: nothing to commit (Extract not called or failed, or already committed or aborted)")
 	}
 	e.state = stateDone
+	if sync := e.opt.Sync; sync != nil {
+		if err := sync(e.contentDir(), true); err != nil {
+			return errors.Join(fmt.Errorf("writing the files to the disk: %w", err), e.removeStaging())
+		}
+	}
 	if err := e.commit(); err != nil {
 		if rerr := e.removeStaging(); rerr != nil {
 			err = errors.Join(err, rerr)
@@ -315,6 +328,11 @@ func (e *Extractor) Commit() error {
 	for name, d := range e.topDirs {
 		if err := finishTopDir(filepath.Join(e.dir, name), d); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if sync := e.opt.Sync; sync != nil {
+		if err := sync(e.dir, false); err != nil {
+			errs = append(errs, fmt.Errorf("writing the new names to the disk: %w", err))
 		}
 	}
 	if err := e.removeStaging(); err != nil {
@@ -706,7 +724,13 @@ func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 		return createError(hdr.Name, "creating file", err)
 	}
 	x.nodes[key] = &node{kind: kindFile}
-	err = copyExact(ctx, f, tr, hdr.Size, x.buf, x.opt.Progress)
+	if x.opt.Sync != nil {
+		w := &writeback{f: f}
+		err = copyExact(ctx, w, tr, hdr.Size, x.buf, x.opt.Progress)
+		w.finish()
+	} else {
+		err = copyExact(ctx, f, tr, hdr.Size, x.buf, x.opt.Progress)
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = &writeError{cerr}
 	}

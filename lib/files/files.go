@@ -241,6 +241,13 @@ type ReceiveOptions struct {
 	// Progress is called with the bytes extracted so far and the total
 	// offered (-1 when unknown); with Raw, the bytes received.
 	Progress func(done, total int64)
+	// NoSync acknowledges the data without writing it to stable storage
+	// first: faster, but a crash right after may lose what the sender was
+	// told is stored. Without it the files (or Raw, when it is a regular
+	// file) are synced before the acknowledgement.
+	NoSync bool
+	// Debugf, if set, is told how long the sync took.
+	Debugf func(format string, args ...any)
 }
 
 // Receive finds c's sender, asks opt.Confirm, and extracts the stream safely
@@ -250,6 +257,9 @@ type ReceiveOptions struct {
 func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOptions) (Result, error) {
 	if opt.Raw != nil {
 		popt := pipe.Options{Accept: confirmer(opt)}
+		if !opt.NoSync {
+			popt.Commit = pipe.SyncCommit(opt.Raw, opt.Debugf)
+		}
 		if opt.Progress != nil {
 			popt.Progress = func(n int64) { opt.Progress(n, -1) }
 		}
@@ -300,6 +310,20 @@ type receiver struct {
 func (r *receiver) accept(h pipe.Header) error {
 	o := Offer{h}
 	xopt := archive.ExtractOptions{Overwrite: r.opt.Overwrite}
+	if !r.opt.NoSync {
+		xopt.Sync = func(path string, tree bool) error {
+			start := time.Now()
+			err := archive.Durable(path, tree)
+			if err == nil && r.opt.Debugf != nil {
+				what := "files"
+				if !tree {
+					what = "new names"
+				}
+				r.opt.Debugf("%s written to the disk in %v", what, time.Since(start).Round(time.Millisecond))
+			}
+			return err
+		}
+	}
 	if o.Described() {
 		if len(h.Names) == 0 {
 			return errors.New("the offer names nothing")
