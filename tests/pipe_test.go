@@ -335,3 +335,20 @@ func TestEnvironmentVariables(t *testing.T) {
 		t.Fatalf("PCP_TIMEOUT=1s was not used: recv took %v", took)
 	}
 }
+
+// A receiver whose output is closed (| head -c 1000) stops at once and
+// says why, and the sender is told the same; both exit 1, neither hangs.
+func TestClosedOutputStopsBothSides(t *testing.T) {
+	netns.Require(t)
+	c := newCode(t)
+	data := randomBytes(t, 32<<20)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), bytes.NewReader(data))
+	recv := start(t, exec.Command("bash", "-c", `set -o pipefail; "$1" recv --discovery mdns --timeout 20s "$2" | head -c 1000 > /dev/null`, "-", binary(t, "pcp-pipe"), c), nil)
+	recv.expectExit(30*time.Second, 1)
+	send.expectExit(10*time.Second, 1)
+	for who, stderr := range map[string]string{"receiver": recv.stderr.String(), "sender": send.stderr.String()} {
+		if !strings.Contains(stderr, "the receiver's output was closed after") {
+			t.Errorf("the %s does not say that the output was closed:\n%s", who, stderr)
+		}
+	}
+}

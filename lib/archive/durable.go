@@ -7,9 +7,10 @@ import (
 
 // Durable is the ExtractOptions.Sync of a receiver whose success must mean
 // that the files survive a crash of the machine a moment later: with tree,
-// everything under path is written to stable storage (on Linux one
-// syncfs(2) of the file system, which also flushes what other programs
-// wrote there; elsewhere an fsync of every file and directory under path);
+// everything under path is written to stable storage (an fsync of every
+// file and directory under path; on Linux, for a tree of more than
+// fewEntries, one syncfs(2) of the file system instead, which also writes
+// what other programs left there);
 // without, the directory path itself (its entries: the names moved into
 // it), which Windows cannot sync and skips.
 func Durable(path string, tree bool) error {

@@ -64,3 +64,25 @@ func TestCommitFailsWhenTheSyncFails(t *testing.T) {
 		t.Fatalf("a failed commit left %v", entries)
 	}
 }
+
+// Durable works on a tree of a few entries (synced one by one) and on a
+// larger one (on Linux, one syncfs), and reports a missing one.
+func TestDurableOnSmallAndLargeTrees(t *testing.T) {
+	for _, n := range []int{3, 200} {
+		dir := t.TempDir()
+		for i := range n {
+			if err := os.WriteFile(filepath.Join(dir, strings.Repeat("f", 1+i%50)+string(rune('a'+i/50))), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := Durable(dir, true); err != nil {
+			t.Fatalf("%d files: %v", n, err)
+		}
+		if err := Durable(dir, false); err != nil {
+			t.Fatalf("%d files, the folder: %v", n, err)
+		}
+	}
+	if err := Durable(filepath.Join(t.TempDir(), "gone"), true); err == nil {
+		t.Fatal("a missing folder synced without an error")
+	}
+}

@@ -69,7 +69,10 @@ func ExitCode(err error) int {
 
 // Main runs a command with a context that ends on SIGINT or SIGTERM, prints
 // its error as "prog: error: …" on stderr and returns the exit status.
+// SIGPIPE is ignored: a write to a closed pipe fails with EPIPE, which the
+// command reports (and tells its peer), instead of killing it silently.
 func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Context, args []string) error) int {
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, args)

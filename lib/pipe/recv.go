@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 	"time"
 
 	"github.com/pcp-dev/pcp/lib/frame"
@@ -71,8 +72,8 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 		case frame.Data:
 			flowed = true
 			digest.Write(p)
-			if _, err := dst.Write(p); err != nil {
-				return n, fmt.Errorf("write output: %w", err)
+			if m, err := dst.Write(p); err != nil {
+				return n + int64(m), outputError(err, n+int64(m))
 			}
 			n += int64(len(p))
 			if opt.Progress != nil {
@@ -138,4 +139,16 @@ func waitEOF(c *conn, d time.Duration) {
 			return
 		}
 	}
+}
+
+// outputError explains a failed write of the receiver's output, in words
+// that the sender, told them as the reason, understands too.
+func outputError(err error, n int64) error {
+	switch {
+	case errors.Is(err, syscall.EPIPE):
+		return fmt.Errorf("the receiver's output was closed after %d bytes: %w", n, err)
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("the receiver's disk is full, after %d bytes of output: %w", n, err)
+	}
+	return fmt.Errorf("write output after %d bytes: %w", n, err)
 }
