@@ -352,3 +352,22 @@ func TestClosedOutputStopsBothSides(t *testing.T) {
 		}
 	}
 }
+
+// A receiver whose disk fills up (a 1 MiB tmpfs) stops and says so, and
+// the sender is told the same; both exit 1.
+func TestFullDiskStopsBothSides(t *testing.T) {
+	netns.Require(t)
+	c := newCode(t)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), bytes.NewReader(randomBytes(t, 4<<20)))
+	dir := t.TempDir()
+	// A mount namespace of its own: the tmpfs goes away with the command.
+	sh := `mount -t tmpfs -o size=1m pcp-test "$3" && "$1" recv --discovery mdns --timeout 20s "$2" > "$3/out"`
+	recv := start(t, exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", sh, "-", binary(t, "pcp-pipe"), c, dir), nil)
+	recv.expectExit(30*time.Second, 1)
+	send.expectExit(10*time.Second, 1)
+	for who, stderr := range map[string]string{"receiver": recv.stderr.String(), "sender": send.stderr.String()} {
+		if !strings.Contains(stderr, "the receiver's disk is full") {
+			t.Errorf("the %s does not say that the disk is full:\n%s", who, stderr)
+		}
+	}
+}
