@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -41,7 +42,9 @@ func syncTree(path string) error {
 		// Files first, then their folders, deepest first.
 		slices.Reverse(entries)
 		for _, p := range entries {
-			if err := syncDir(p); err != nil {
+			if err := syncDir(p); errors.Is(err, fs.ErrPermission) {
+				return syncAll(path) // an entry without read permission for us
+			} else if err != nil {
 				return err
 			}
 		}
