@@ -20,11 +20,14 @@ func syncTree(path string) error {
 		}
 		switch {
 		case d.Type().IsRegular():
-			return syncFile(p)
+			err = syncFile(p)
 		case d.IsDir():
-			return syncDir(p)
+			err = syncDir(p)
 		}
-		return nil
+		if errors.Is(err, fs.ErrPermission) {
+			return nil // an entry without read permission for us: left to the system
+		}
+		return err
 	})
 }
 
