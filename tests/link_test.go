@@ -159,26 +159,44 @@ func sameFile(t testing.TB, want, got string) {
 func (s *linkSite) tcpCopy(tcpcopy, input, out string, port int) transferRun {
 	t := s.t
 	addr := fmt.Sprintf("%s:%d", s.receiverIP, port)
+	in, f := openFiles(t, input, out)
+	defer in.Close()
+	defer f.Close()
+	rc := s.receiver.Command(tcpcopy, "recv", addr)
+	rc.Stdout = f
+	return s.timed(rc, fileSize(out), func() *proc {
+		return start(t, s.sender.Command(tcpcopy, "send", "-wait", "10s", addr), in)
+	}, 10*time.Second)
+}
+
+// openFiles opens input for reading and creates out; the caller closes
+// both.
+func openFiles(t testing.TB, input, out string) (in, f *os.File) {
+	t.Helper()
 	f, err := os.Create(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	in, err := os.Open(input)
+	in, err = os.Open(input)
 	if err != nil {
+		f.Close()
 		t.Fatal(err)
 	}
-	defer in.Close()
-	rc := s.receiver.Command(tcpcopy, "recv", addr)
-	rc.Stdout = f
+	return in, f
+}
+
+// timed starts the receiver rc, then the sender (send starts it, or
+// returns the one started before), and returns the time from rc's start to
+// its exit, and to the first byte that size sees; then it waits up to
+// sendWait for the sender's exit.
+func (s *linkSite) timed(rc *exec.Cmd, size func() int64, send func() *proc, sendWait time.Duration) transferRun {
 	t0 := time.Now()
-	watch := watchFirstByte(t0, fileSize(out))
-	recv := start(t, rc, nil)
-	sc := s.sender.Command(tcpcopy, "send", "-wait", "10s", addr)
-	send := start(t, sc, in)
+	watch := watchFirstByte(t0, size)
+	recv := start(s.t, rc, nil)
+	sender := send()
 	recv.expectExit(5*time.Minute, 0)
 	total := time.Since(t0)
-	send.expectExit(10*time.Second, 0)
+	sender.expectExit(sendWait, 0)
 	return transferRun{total: total, first: watch.done()}
 }
 
@@ -186,29 +204,16 @@ func (s *linkSite) tcpCopy(tcpcopy, input, out string, port int) transferRun {
 // pcp-pipe recv CODE > FILE.
 func (s *linkSite) pcpPipe(input, out string, extra ...string) transferRun {
 	t := s.t
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	in, err := os.Open(input)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, f := openFiles(t, input, out)
 	defer in.Close()
+	defer f.Close()
 	c := newCode(t)
 	common := append([]string{"--discovery", "dht", "--bootstrap", s.bootstrap, "--timeout", "60s", "-v"}, extra...)
 	send := start(t, s.sender.Command(binary(t, "pcp-pipe"), append([]string{"send", "--code", c}, common...)...), in)
 	send.waitStderr("dht: announced", 30*time.Second)
 	rc := s.receiver.Command(binary(t, "pcp-pipe"), append(append([]string{"recv"}, common...), c)...)
 	rc.Stdout = f
-	t0 := time.Now()
-	watch := watchFirstByte(t0, fileSize(out))
-	recv := start(t, rc, nil)
-	recv.expectExit(5*time.Minute, 0)
-	total := time.Since(t0)
-	send.expectExit(10*time.Second, 0)
-	return transferRun{total: total, first: watch.done()}
+	return s.timed(rc, fileSize(out), func() *proc { return send }, 10*time.Second)
 }
 
 // pcpSend sends the file with pcp send FILE, received with pcp receive
@@ -219,13 +224,8 @@ func (s *linkSite) pcpSend(input, dir string, extra ...string) transferRun {
 	common := append([]string{"--discovery", "dht", "--bootstrap", s.bootstrap, "--timeout", "60s", "-v"}, extra...)
 	send := start(t, s.sender.Command(binary(t, "pcp"), append(append([]string{"send", "--code", c}, common...), input)...), nil)
 	send.waitStderr("dht: announced", 30*time.Second)
-	t0 := time.Now()
-	watch := watchFirstByte(t0, treeSize(dir))
-	recv := start(t, s.receiver.Command(binary(t, "pcp"), append(append([]string{"receive", "--yes", "--output", dir}, common...), c)...), nil)
-	recv.expectExit(5*time.Minute, 0)
-	total := time.Since(t0)
-	send.expectExit(10*time.Second, 0)
-	return transferRun{total: total, first: watch.done()}
+	rc := s.receiver.Command(binary(t, "pcp"), append(append([]string{"receive", "--yes", "--output", dir}, common...), c)...)
+	return s.timed(rc, treeSize(dir), func() *proc { return send }, 10*time.Second)
 }
 
 // crocSend sends the file with croc through a croc relay on the sender's
@@ -248,13 +248,7 @@ func (s *linkSite) crocSend(croc, home, input, dir string) transferRun {
 	rc := s.receiver.Command(croc, "--yes", "--overwrite", "--relay", relay, "--pass", "bench", "--out", dir)
 	rc.Env = append(env, "CROC_SECRET="+c)
 	rc.Dir = home
-	t0 := time.Now()
-	watch := watchFirstByte(t0, treeSize(dir))
-	recv := start(t, rc, nil)
-	recv.expectExit(5*time.Minute, 0)
-	total := time.Since(t0)
-	send.expectExit(30*time.Second, 0)
-	return transferRun{total: total, first: watch.done()}
+	return s.timed(rc, treeSize(dir), func() *proc { return send }, 30*time.Second)
 }
 
 // linkInputs writes the benchmark's inputs into dir: size bytes of random

@@ -1,8 +1,14 @@
 package archive
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
 )
 
 // Durable is the ExtractOptions.Sync of a receiver whose success must mean
@@ -17,7 +23,64 @@ func Durable(path string, tree bool) error {
 	if tree {
 		return syncTree(path)
 	}
-	return syncDir(path)
+	return fsync(path)
+}
+
+// errTooMany stops the walk of syncEntries.
+var errTooMany = errors.New("too many entries")
+
+// syncEntries fsyncs every file and folder under path, each before the
+// folder that holds it. With limit > 0, a tree of more entries is left as
+// it is and reported as many. An entry we may not open fails the sync with
+// fs.ErrPermission, unless skipUnreadable leaves it to the system.
+func syncEntries(path string, limit int, skipUnreadable bool) (many bool, err error) {
+	var entries []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case limit > 0 && len(entries) == limit:
+			return errTooMany
+		case d.Type().IsRegular() || d.IsDir():
+			entries = append(entries, p)
+		}
+		return nil
+	})
+	if errors.Is(err, errTooMany) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sync %s: %w", path, err)
+	}
+	slices.Reverse(entries) // pre-order reversed: the deepest first
+	for _, p := range entries {
+		if err := fsync(p); err != nil && !(skipUnreadable && errors.Is(err, fs.ErrPermission)) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// fsync writes the file or folder path to stable storage (on macOS with
+// F_FULLFSYNC, through os.File.Sync). Windows cannot sync a folder, which
+// is skipped, and flushes a file only through a handle that may write.
+func fsync(path string) error {
+	flag := os.O_RDONLY
+	if runtime.GOOS == "windows" {
+		if info, err := os.Stat(path); err == nil && info.IsDir() {
+			return nil
+		}
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
 }
 
 // writebackEvery is how much of a file is written before its writeback to

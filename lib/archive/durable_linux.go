@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,38 +17,14 @@ import (
 const fewEntries = 64
 
 // syncTree writes everything under path to stable storage: one fsync per
-// entry when there are few, else the whole file system at once.
+// entry when there are few, else the whole file system at once (also when
+// an entry cannot be opened for its fsync: a file of mode 000).
 func syncTree(path string) error {
-	var entries []string
-	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if len(entries) == fewEntries {
-			entries = nil
-			return filepath.SkipAll
-		}
-		if d.Type().IsRegular() || d.IsDir() {
-			entries = append(entries, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
+	many, err := syncEntries(path, fewEntries, false)
+	if many || errors.Is(err, fs.ErrPermission) {
+		return syncAll(path)
 	}
-	if entries != nil {
-		// Files first, then their folders, deepest first.
-		slices.Reverse(entries)
-		for _, p := range entries {
-			if err := syncDir(p); errors.Is(err, fs.ErrPermission) {
-				return syncAll(path) // an entry without read permission for us
-			} else if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return syncAll(path)
+	return err
 }
 
 // syncAll writes the file system that holds path to stable storage.
@@ -61,19 +35,6 @@ func syncAll(path string) error {
 	}
 	defer f.Close()
 	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir writes the directory (or file) path to stable storage.
-func syncDir(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil

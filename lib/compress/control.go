@@ -277,16 +277,14 @@ func (c *controller) closeWindow(elapsed time.Duration) bool {
 			c.prev = cur
 		}
 		return false
-	case c.delivered != nil:
-		saturated = false
-		if span := cur.At.Sub(c.prev.At); span >= minReportSpan {
-			wire = float64(cur.Delivered-c.prev.Delivered) / span.Seconds()
-			backlog := cur.Sent - cur.Delivered
-			grew := backlog - (c.prev.Sent - c.prev.Delivered)
-			slack := backlogShare * float64(cur.Sent-c.prev.Sent)
-			if grew > minGrowth && float64(grew) > slack || backlog >= fullBacklog && float64(grew) > -slack {
-				saturated, bound = true, false // the link fell behind, whatever the buffers took
-			}
+	case c.delivered != nil: // two reports, at least minReportSpan apart
+		wire = float64(cur.Delivered-c.prev.Delivered) / cur.At.Sub(c.prev.At).Seconds()
+		backlog := cur.Sent - cur.Delivered
+		grew := backlog - (c.prev.Sent - c.prev.Delivered)
+		slack := backlogShare * float64(cur.Sent-c.prev.Sent)
+		saturated = grew > minGrowth && float64(grew) > slack || backlog >= fullBacklog && float64(grew) > -slack
+		if saturated {
+			bound = false // the link fell behind, whatever the buffers took
 		}
 	default:
 		wire = rateOf(w.out, w.wrote)

@@ -195,6 +195,25 @@ func nextFrame(r *frame.Reader) (frame.Type, []byte, error) {
 }
 
 // endless is an input that never ends.
+// acceptedSender starts Send of endless data on one end of a TCP pair and
+// plays the receiver on the other (b, read through r) up to its ACCEPT.
+func acceptedSender(t *testing.T) (send <-chan result, b *net.TCPConn, r *frame.Reader) {
+	t.Helper()
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	send = async(func() (int64, error) {
+		return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming})
+	})
+	r = frame.NewReader(b, frame.MaxPayload)
+	if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
+		t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
+	}
+	if err := frame.Write(b, frame.Accept, nil); err != nil {
+		t.Fatal(err)
+	}
+	return send, b, r
+}
+
 type endless struct{}
 
 func (endless) Read(p []byte) (int, error) { return len(p), nil }
@@ -678,18 +697,7 @@ func TestSenderNoticesSilentReceiver(t *testing.T) {
 	})
 	t.Run("silent during data", func(t *testing.T) {
 		t.Parallel()
-		ctx := testContext(t)
-		a, b := tcpPair(t)
-		send := async(func() (int64, error) {
-			return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming})
-		})
-		r := frame.NewReader(b, frame.MaxPayload)
-		if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
-			t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
-		}
-		if err := frame.Write(b, frame.Accept, nil); err != nil {
-			t.Fatal(err)
-		}
+		send, b, _ := acceptedSender(t)
 		start := time.Now()
 		drain(b) // reads all the data, but never sends a heartbeat
 		res := await(t, send, "Send")
@@ -705,18 +713,7 @@ func TestSenderNoticesSilentReceiver(t *testing.T) {
 
 func TestReceiverGoneMidStream(t *testing.T) {
 	netns.Require(t)
-	ctx := testContext(t)
-	a, b := tcpPair(t)
-	send := async(func() (int64, error) {
-		return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming})
-	})
-	r := frame.NewReader(b, frame.MaxPayload)
-	if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
-		t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
-	}
-	if err := frame.Write(b, frame.Accept, nil); err != nil {
-		t.Fatal(err)
-	}
+	send, b, _ := acceptedSender(t)
 	if _, err := io.CopyN(io.Discard, b, 300<<10); err != nil {
 		t.Fatalf("read some data: %v", err)
 	}
@@ -1303,18 +1300,7 @@ func TestInputFails(t *testing.T) {
 
 func TestFirstChunksGrow(t *testing.T) {
 	netns.Require(t)
-	ctx := testContext(t)
-	a, b := tcpPair(t)
-	send := async(func() (int64, error) {
-		return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming})
-	})
-	r := frame.NewReader(b, frame.MaxPayload)
-	if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
-		t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
-	}
-	if err := frame.Write(b, frame.Accept, nil); err != nil {
-		t.Fatal(err)
-	}
+	send, b, r := acceptedSender(t)
 	var sizes []int
 	for range 8 {
 		typ, p, err := nextFrame(r)
