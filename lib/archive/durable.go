@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 )
 
 // Durable is the ExtractOptions.Sync of a receiver whose success must mean
@@ -89,10 +90,21 @@ func fsync(path string) error {
 // left to write.
 const writebackEvery = 8 << 20
 
+// writebackFrom is the size from which a file's writeback is started when
+// it is complete.
+const writebackFrom = 1 << 20
+
+// outFile is a regular file being extracted.
+type outFile interface {
+	io.Writer
+	Fd() uintptr
+	Close() error
+}
+
 // writeback passes writes on to f and starts the writeback of each
 // writebackEvery bytes (on Linux; elsewhere it only writes).
 type writeback struct {
-	f        *os.File
+	f        outFile
 	off, due int64
 }
 
@@ -100,19 +112,67 @@ func (w *writeback) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.off += int64(n)
 	if w.off-w.due >= writebackEvery {
-		startWriteback(w.f, w.due, w.off-w.due)
+		startWriteback(w.f.Fd(), w.due, w.off-w.due)
 		w.due = w.off
 	}
 	return n, err
 }
 
-// finish starts the writeback of what is left (of small files too: over a
-// tree of 100,000 small files that took the final sync from 0.7 s to 0.1-0.3
-// s here).
-func (w *writeback) finish() {
-	if w.off > w.due {
-		startWriteback(w.f, w.due, w.off-w.due)
+// finish starts the writeback of what is left of a file of at least
+// writebackFrom bytes. Smaller files are left to the sync at the end, which
+// writes them together: starting the writeback of each of 100,000 small
+// files took their extraction here from 5.5 s to 9 s (each start is a
+// request to the disk), and saved only 0.5 s of the final sync.
+// It reports whether the file counted as large.
+func (w *writeback) finish() bool {
+	if w.off < writebackFrom {
+		return false
 	}
+	if w.off > w.due {
+		startWriteback(w.f.Fd(), w.due, w.off-w.due)
+	}
+	return true
 }
 
 var _ io.Writer = (*writeback)(nil)
+
+// flushEvery is how much small-file data an extraction writes between
+// background flushes of the file system.
+const flushEvery = 32 << 20
+
+// flusher writes an extraction's small files to the disk while the transfer
+// goes on: after each flushEvery bytes of them it starts a sync of the file
+// system in the background (on Linux; elsewhere files are synced one by one
+// at the end), unless one is still running. Over 100,000 small files this
+// took the final sync from 0.8-1.4 s to 15 ms here, and the whole
+// extraction (with that sync) from 3.0-4.4 s to 3.3-3.5 s.
+type flusher struct {
+	path    string // a folder on the file system
+	pending int64
+	wg      sync.WaitGroup
+	running bool
+	mu      sync.Mutex
+}
+
+// wrote counts n bytes written to small files.
+func (f *flusher) wrote(n int64) {
+	f.pending += n
+	if f.pending < flushEvery {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running {
+		return
+	}
+	f.pending, f.running = 0, true
+	f.wg.Go(func() {
+		flushAll(f.path)
+		f.mu.Lock()
+		f.running = false
+		f.mu.Unlock()
+	})
+}
+
+// wait waits for the flush that is running, if any.
+func (f *flusher) wait() { f.wg.Wait() }

@@ -40,8 +40,12 @@ func syncAll(path string) error {
 	return nil
 }
 
-// startWriteback asks the kernel to start writing n bytes of f at off to
+// startWriteback asks the kernel to start writing n bytes of the file fd at off to
 // the disk, without waiting; a failure only means it starts later.
-func startWriteback(f *os.File, off, n int64) {
-	unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+func startWriteback(fd uintptr, off, n int64) {
+	unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// flushAll writes the file system that holds path to stable storage, as a
+// head start for the sync at the end; it may fail.
+func flushAll(path string) { syncAll(path) }

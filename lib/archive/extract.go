@@ -264,12 +264,21 @@ func (e *Extractor) extract(ctx context.Context, r io.Reader) (Summary, error) {
 
 	x := &extraction{
 		root:     root,
+		folders:  folders{root: root},
 		rootPath: content,
 		opt:      e.opt,
 		nodes:    make(map[string]*node),
 		buf:      make([]byte, copyBufSize),
 	}
-	if err := x.run(ctx, src); err != nil {
+	if e.opt.Sync != nil {
+		x.flusher = &flusher{path: content}
+	}
+	err = x.run(ctx, src)
+	x.folders.close()
+	if x.flusher != nil {
+		x.flusher.wait()
+	}
+	if err != nil {
 		return x.sum, err
 	}
 	e.topDirs = x.topDirs
@@ -504,6 +513,8 @@ type dirMeta struct {
 // extraction is the state of one Extract.
 type extraction struct {
 	root     *os.Root
+	folders  folders  // creates the regular files
+	flusher  *flusher // nil unless opt.Sync is set
 	rootPath string
 	opt      ExtractOptions
 	nodes    map[string]*node // by slash-separated relative path
@@ -667,7 +678,7 @@ func (x *extraction) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header)
 	case hardLink:
 		err = x.link(hdr, key, rel)
 	case kind == kindFile:
-		err = x.file(ctx, tr, hdr, key, rel)
+		err = x.file(ctx, tr, hdr, key)
 	case kind == kindDir:
 		err = x.dir(hdr, key, rel, len(parts))
 	case kind == kindSymlink:
@@ -717,9 +728,9 @@ func createError(name, what string, err error) error {
 }
 
 // file extracts a regular file.
-func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, key, rel string) error {
+func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, key string) error {
 	perm := fs.FileMode(hdr.Mode) & 0o777
-	f, err := x.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, perm)
+	f, err := x.folders.create(key, perm)
 	if err != nil {
 		return createError(hdr.Name, "creating file", err)
 	}
@@ -727,7 +738,9 @@ func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	if x.opt.Sync != nil {
 		w := &writeback{f: f}
 		err = copyExact(ctx, w, tr, hdr.Size, x.buf, x.opt.Progress)
-		w.finish()
+		if !w.finish() {
+			x.flusher.wrote(w.off)
+		}
 	} else {
 		err = copyExact(ctx, f, tr, hdr.Size, x.buf, x.opt.Progress)
 	}
@@ -745,7 +758,7 @@ func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 		return fmt.Errorf("extracting %s: reading archive: %w", sanitize(hdr.Name), err)
 	}
 	x.sum.Size += hdr.Size
-	if err := x.root.Chtimes(rel, time.Time{}, hdr.ModTime); err != nil {
+	if err := x.folders.setModTime(key, hdr.ModTime); err != nil {
 		return fmt.Errorf("extracting %s: setting time: %w", sanitize(hdr.Name), err)
 	}
 	return nil

@@ -63,7 +63,7 @@ func Write(ctx context.Context, w io.Writer, paths []string, opt WriteOptions) e
 	if err != nil {
 		return err
 	}
-	return aw.end(walk(ctx, tops, aw.writeEntry(ctx)))
+	return aw.end(walk(ctx, tops, false, aw.writeEntry(ctx)))
 }
 
 // WriteStream writes the single stream r as one regular file named name,
@@ -199,6 +199,9 @@ func (aw *archiveWriter) abandon() {
 // writeEntry returns the walk callback that writes one entry.
 func (aw *archiveWriter) writeEntry(ctx context.Context) func(walkEntry) error {
 	return func(e walkEntry) error {
+		if e.isRegular() {
+			return aw.sendFile(ctx, e)
+		}
 		mode := e.info.Mode()
 		hdr := &tar.Header{
 			Name:    e.name,
@@ -217,8 +220,6 @@ func (aw *archiveWriter) writeEntry(ctx context.Context) func(walkEntry) error {
 			hdr.Typeflag = tar.TypeSymlink
 			hdr.Linkname = target
 			hdr.Mode = 0o777
-		case mode.IsRegular():
-			return aw.sendFile(ctx, e)
 		}
 		if err := aw.tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("writing header of %s: %w", e.path, err)
@@ -230,26 +231,29 @@ func (aw *archiveWriter) writeEntry(ctx context.Context) func(walkEntry) error {
 // sendFile writes the regular file of e, with the size, mode and time it has
 // once opened.
 func (aw *archiveWriter) sendFile(ctx context.Context, e walkEntry) error {
-	f, err := os.OpenFile(e.path, os.O_RDONLY|oNoFollow, 0)
+	f, st, err := openToSend(e.dir, e.base)
 	if err != nil {
 		return fmt.Errorf("cannot send %s: %w", e.path, err)
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("cannot send %s: %w", e.path, err)
-	}
-	if !info.Mode().IsRegular() {
-		return fmt.Errorf("cannot send %s: it changed into a %s while being sent", e.path, typeName(info.Mode()))
+	if !st.mode.IsRegular() {
+		return fmt.Errorf("cannot send %s: it changed into a %s while being sent", e.path, typeName(st.mode))
 	}
 	hdr := &tar.Header{
 		Typeflag: tar.TypeReg,
 		Name:     e.name,
-		Mode:     int64(info.Mode().Perm()),
-		Size:     info.Size(),
-		ModTime:  info.ModTime().Truncate(time.Second),
+		Mode:     int64(st.mode.Perm()),
+		Size:     st.size,
+		ModTime:  st.mtime.Truncate(time.Second),
 	}
 	return aw.writeFile(ctx, hdr, f, e.path)
+}
+
+// fileStat is what the tar header of a file needs of its status.
+type fileStat struct {
+	mode  fs.FileMode
+	size  int64
+	mtime time.Time
 }
 
 // writeFile writes hdr and then exactly hdr.Size bytes from r. path names
