@@ -4,7 +4,7 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 GO ?= go
 
-.PHONY: all build test check cross bench bench-link install uninstall clean help
+.PHONY: all build test check cross bench bench-link bench-tree soak install uninstall clean help
 
 all: build ## build the commands into bin/ (the default)
 
@@ -23,12 +23,16 @@ cross: ## cross-compile everything for macOS and Windows
 test: build check ## run every test; network tests run in private network namespaces
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 15m ./...
 
-bench: build ## measure throughput, rendezvous time, memory, NAT traversal and emulated links (prints figures)
+bench: build ## measure throughput, rendezvous time, memory, many small files, NAT traversal and emulated links (prints figures)
 	PCP_BIN=$(CURDIR)/bin bash bench/bench.sh
+	PCP_BIN=$(CURDIR)/bin bash bench/tree.sh
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 90m -run '^$$' -bench 'NAT|Link' -benchtime 1x ./tests
 
 bench-link: build ## only the emulated home and WAN links: pcp against a TCP copy (and croc when on PATH)
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 90m -run '^$$' -bench Link -benchtime 1x ./tests
+
+bench-tree: build ## only the tree of 100,000 small files: pcp against tar c | tar x (and croc when on PATH)
+	PCP_BIN=$(CURDIR)/bin bash bench/tree.sh
 
 install: build ## install the commands and man pages under PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7

@@ -8,6 +8,9 @@
 //	tcpcopy run -o FILE -- CMD ARG... run CMD with stdio passed through; write its
 //	                                  peak RSS, wall and CPU time and exit status to FILE
 //	tcpcopy dur DURATION...           print Go durations ("1.234s", "259ms") in seconds
+//	tcpcopy tree DIR FILES            make DIR holding FILES text files of 1-4 KiB,
+//	                                  100 to a folder (d0000/f000.txt, ...)
+//	tcpcopy gen BYTES                 write BYTES pseudo-random bytes to stdout, fast
 //
 // It builds on Unix only (it reads ru_maxrss); bench.sh runs on Linux.
 //
@@ -23,10 +26,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -52,6 +57,10 @@ func main() {
 		}
 	case "dur":
 		err = dur(os.Args[2:])
+	case "tree":
+		err = tree(os.Args[2:])
+	case "gen":
+		err = gen(os.Args[2:])
 	default:
 		usage()
 	}
@@ -62,7 +71,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: tcpcopy recv ADDR | send [-wait D] ADDR | run -o FILE -- CMD [ARG...] | dur DURATION...")
+	fmt.Fprintln(os.Stderr, "usage: tcpcopy recv ADDR | send [-wait D] ADDR | run -o FILE -- CMD [ARG...] | dur DURATION... | tree DIR FILES | gen BYTES")
 	os.Exit(2)
 }
 
@@ -214,6 +223,64 @@ func dur(args []string) error {
 			return err
 		}
 		fmt.Println(strconv.FormatFloat(d.Seconds(), 'f', 6, 64))
+	}
+	return nil
+}
+
+// tree makes the tree of many small files of the benchmark: the same tree
+// for the same FILES on every run (a fixed seed), text that compresses
+// about as source code does.
+func tree(args []string) error {
+	if len(args) != 2 {
+		usage()
+	}
+	dir := args[0]
+	files, err := strconv.Atoi(args[1])
+	if err != nil || files < 1 {
+		return fmt.Errorf("FILES must be a positive number, not %q", args[1])
+	}
+	const perFolder = 100
+	const letters = "abcdefghijklmnopqrstuvwxyz_ (){};=+-*/.,0123456789\n\t"
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 4096)
+	for i := 0; i < files; i++ {
+		folder := filepath.Join(dir, fmt.Sprintf("d%04d", i/perFolder))
+		if i%perFolder == 0 {
+			if err := os.MkdirAll(folder, 0o755); err != nil {
+				return err
+			}
+		}
+		data := buf[:1024+rng.IntN(3073)]
+		for j := range data {
+			data[j] = letters[rng.IntN(len(letters))]
+		}
+		name := filepath.Join(folder, fmt.Sprintf("f%03d.txt", i%perFolder))
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gen writes BYTES bytes of ChaCha8 output to stdout: incompressible data
+// at several GB/s, so that a long stream is limited by what reads it.
+func gen(args []string) error {
+	if len(args) != 1 {
+		usage()
+	}
+	n, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("BYTES must be a number, not %q", args[0])
+	}
+	src := rand.NewChaCha8([32]byte{1})
+	buf := make([]byte, bufSize)
+	for n > 0 {
+		chunk := buf[:min(int64(len(buf)), n)]
+		src.Read(chunk)
+		if _, err := os.Stdout.Write(chunk); err != nil {
+			return err
+		}
+		n -= int64(len(chunk))
 	}
 	return nil
 }
