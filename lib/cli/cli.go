@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -71,10 +72,22 @@ func ExitCode(err error) int {
 // its error as "prog: error: …" on stderr and returns the exit status.
 // SIGPIPE is ignored: a write to a closed pipe fails with EPIPE, which the
 // command reports (and tells its peer), instead of killing it silently.
+// With PCP_STATS set to a duration, a line about the process's resources
+// goes to stderr at that interval (see StatsVariable).
 func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Context, args []string) error) int {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if v := os.Getenv(StatsVariable); v != "" {
+		interval, err := time.ParseDuration(v)
+		if err != nil || interval <= 0 {
+			fmt.Fprintf(stderr, "%s: error: %s=%q: want a positive duration such as 1s\n", prog, StatsVariable, v)
+			return ExitUsage
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go reportStats(sctx, prog, stderr, interval)
+	}
 	err := run(ctx, args)
 	if errors.Is(err, pflag.ErrHelp) {
 		return ExitOK

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,4 +89,50 @@ func TestCodeGivenTwice(t *testing.T) {
 	if _, _, err := f.ReadCode([]string{"zoo-zoo-zoo"}); ExitCode(err) != ExitUsage {
 		t.Fatalf("a code as flag and argument gave %v, want a usage error", err)
 	}
+}
+
+// PCP_STATS makes Main print a line about the process at its interval
+// while the command runs; a value that is no duration is a usage error
+// before the command runs.
+func TestStatsVariable(t *testing.T) {
+	t.Setenv(StatsVariable, "20ms")
+	var out syncWriter
+	code := Main("pcp-test", nil, &out, func(ctx context.Context, _ []string) error {
+		time.Sleep(150 * time.Millisecond)
+		return nil
+	})
+	if code != ExitOK {
+		t.Fatalf("Main returned %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := regexp.MustCompile(`^pcp-test: stats: goroutines=\d+ heap_mib=[\d.]+( rss_mib=[\d.]+ fds=\d+)?$`)
+	if len(lines) < 3 || !want.MatchString(lines[0]) {
+		t.Fatalf("want several stats lines, got:\n%s", out.String())
+	}
+
+	t.Setenv(StatsVariable, "often")
+	out = syncWriter{}
+	ran := false
+	code = Main("pcp-test", nil, &out, func(context.Context, []string) error { ran = true; return nil })
+	if code != ExitUsage || ran || !strings.Contains(out.String(), "PCP_STATS") {
+		t.Fatalf("PCP_STATS=often: exit %d, ran %v, output %q; want exit 2 before the command, naming the variable", code, ran, out.String())
+	}
+}
+
+// syncWriter is a bytes.Buffer that may be written from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
