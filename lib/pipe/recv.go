@@ -133,6 +133,7 @@ func checkEnd(p []byte, n int64, digest []byte) error {
 // so that closing its host cannot drop the ACK still on the way; the sender
 // then drains the receiver's own close.
 func waitEOF(c *conn, d time.Duration) {
+	c.readDeadline = time.Time{}
 	c.s.SetReadDeadline(time.Now().Add(d))
 	for {
 		if _, _, err := c.r.Next(); err != nil {
