@@ -23,9 +23,10 @@ cross: ## cross-compile everything for macOS and Windows
 test: build check ## run every test; network tests run in private network namespaces
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 15m ./...
 
-bench: build ## measure throughput, rendezvous time, memory, many small files, NAT traversal and emulated links (prints figures)
+bench: build ## measure throughput, rendezvous time, memory, many small files, a long stream, NAT traversal and emulated links (prints figures)
 	PCP_BIN=$(CURDIR)/bin bash bench/bench.sh
 	PCP_BIN=$(CURDIR)/bin bash bench/tree.sh
+	PCP_BIN=$(CURDIR)/bin bash bench/soak.sh
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 90m -run '^$$' -bench 'NAT|Link' -benchtime 1x ./tests
 
 bench-link: build ## only the emulated home and WAN links: pcp against a TCP copy (and croc when on PATH)
@@ -33,6 +34,9 @@ bench-link: build ## only the emulated home and WAN links: pcp against a TCP cop
 
 bench-tree: build ## only the tree of 100,000 small files: pcp against tar c | tar x (and croc when on PATH)
 	PCP_BIN=$(CURDIR)/bin bash bench/tree.sh
+
+soak: build ## only a 20 GiB stream through pcp-pipe: both sides' memory, goroutines and open files every second
+	PCP_BIN=$(CURDIR)/bin bash bench/soak.sh
 
 install: build ## install the commands and man pages under PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
