@@ -4,12 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -433,5 +436,64 @@ func TestReceiversSyncBeforeTheyAcknowledge(t *testing.T) {
 		if synced := strings.Contains(recv.stderr.String(), "output written to the disk"); synced != toFile {
 			t.Fatalf("pcp-pipe recv into a file %v: synced %v\n%s", toFile, synced, recv.stderr.String())
 		}
+	}
+}
+
+// A folder holding what receivers refuse (a symlink out of it, as in a
+// Python venv; a FIFO) and what --exclude names is sent without them: the
+// sender says what it skips before it waits, the receiver's summary says
+// what was left out. The same FIFO given as a path fails at once.
+func TestFolderWithUnsendableEntries(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	proj := filepath.Join(src, "proj")
+	for _, d := range []string{".venv/bin", "build"} {
+		if err := os.MkdirAll(filepath.Join(proj, filepath.FromSlash(d)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range map[string]string{"main.py": "print('hi')\n", "build/main.o": "obj"} {
+		if err := os.WriteFile(filepath.Join(proj, filepath.FromSlash(name)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/usr/bin/python3", filepath.Join(proj, ".venv", "bin", "python3")); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(proj, "control.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	out := t.TempDir()
+	c := newCode(t)
+	sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "--exclude", "*.o", "proj")
+	sc.Dir = src
+	send := start(t, sc, nil)
+	send.waitStderr("pcp: skipping 1 symlink that points outside the folder, 1 FIFO, socket or device and 1 entry excluded by a pattern; -L sends what links point to", 10*time.Second)
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "-v", "--output", out, "--timeout", "20s", c), nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if !strings.Contains(recv.stderr.String(), `receiving "proj": `) || !strings.Contains(recv.stderr.String(), "in 5 items (left out: 1 symlink that points outside the folder, 1 FIFO, socket or device and 1 entry excluded by a pattern)") {
+		t.Errorf("the receiver's summary does not say what was left out:\n%s", recv.stderr.String())
+	}
+	var got []string
+	filepath.WalkDir(filepath.Join(out, "proj"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			rel, _ := filepath.Rel(out, p)
+			got = append(got, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	want := []string{"proj", "proj/.venv", "proj/.venv/bin", "proj/build", "proj/main.py"}
+	if !slices.Equal(got, want) {
+		t.Errorf("received %v, want %v", got, want)
+	}
+
+	given := command(t, "pcp", "send", "--discovery", "mdns", "--code", newCode(t), fifo)
+	p := start(t, given, nil)
+	p.expectExit(10*time.Second, 1)
+	if !strings.Contains(p.stderr.String(), "control.fifo") || strings.Contains(p.stderr.String(), "announc") {
+		t.Errorf("pcp send of a FIFO given as a path: %q, want an error naming it before any announcement", p.stderr.String())
 	}
 }

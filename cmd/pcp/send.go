@@ -22,6 +22,8 @@ func send(ctx context.Context, args []string) error {
 	f.AddWords(fs)
 	level := fs.String("compress", "auto", "zstd level: auto (what suits the link), 1 (fastest) to 4 (smallest), or 0 for plain tar")
 	fs.StringVar(&opt.Name, "name", "", "the name of the data read from stdin (the path -)")
+	fs.StringArrayVar(&opt.Selection.Exclude, "exclude", nil, "leave out what inside the folders matches `PATTERN` (a shell glob on the name or the path from the folder's name, e.g. '*.o' or proj/.venv; repeatable)")
+	fs.BoolVarP(&opt.Selection.Dereference, "dereference", "L", false, "send what symlinks point to instead of the links")
 	f.AddNetwork(fs, 0)
 	f.AddAllowRelay(fs, "pcp")
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
@@ -39,12 +41,25 @@ func send(ctx context.Context, args []string) error {
 	if opt.Level, err = parseLevel(*level); err != nil {
 		return err
 	}
+	for _, p := range opt.Selection.Exclude {
+		if err := archive.CheckPattern(p); err != nil {
+			return cli.Usagef("--exclude: %v", err)
+		}
+	}
 	log := f.Logger("pcp", os.Stderr)
 	progress := f.Progress("sending")
 	opt.Progress, opt.Debugf = progress.Update, log.Debugf
 	out, err := files.Prepare(fs.Args(), os.Stdin, opt)
 	if err != nil {
 		return err
+	}
+	if left := out.Offer().Skipped; len(left) > 0 {
+		// Said even without a terminal: the receiver gets less than the folder.
+		hint := ""
+		if left["outside"] > 0 {
+			hint = "; -L sends what links point to"
+		}
+		fmt.Fprintf(os.Stderr, "pcp: skipping %s%s\n", files.DescribeSkipped(left), hint)
 	}
 	s, err := f.Start(ctx, log)
 	if err != nil {

@@ -38,10 +38,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -50,9 +48,10 @@ import (
 
 // Summary is what a sender offers, shown to the receiver before any data.
 type Summary struct {
-	Names []string // the top-level names, in the order given
-	Size  int64    // total bytes of regular files
-	Count int64    // number of entries (files, dirs, symlinks)
+	Names   []string // the top-level names, in the order given
+	Size    int64    // total bytes of regular files
+	Count   int64    // number of entries (files, dirs, symlinks)
+	Skipped Skipped  // what was left out inside the folders given
 }
 
 const (
@@ -68,12 +67,18 @@ const (
 )
 
 // Scan walks paths (files, directories, symlinks — a symlink given as a path
-// or found inside a tree is not followed) and returns the summary that Write
-// would produce for them at this moment. Errors name the path: a path that
-// does not exist, an unreadable directory, two paths with the same base name,
-// or a device, FIFO or socket anywhere in the trees.
-func Scan(paths []string) (Summary, error) {
+// or found inside a tree is not followed, unless sel.Dereference) and
+// returns the summary that Write would produce for them at this moment.
+// Inside folders, what receivers would refuse is left out and counted in
+// Summary.Skipped (symlinks that point outside, FIFOs, sockets, devices),
+// as is what sel excludes. Errors name the path: a path given that does
+// not exist or cannot be sent, an unreadable directory, two paths with the
+// same base name, a bad pattern.
+func Scan(paths []string, sel Selection) (Summary, error) {
 	var sum Summary
+	if err := sel.check(); err != nil {
+		return sum, err
+	}
 	tops, err := topLevel(paths)
 	if err != nil {
 		return sum, err
@@ -81,13 +86,15 @@ func Scan(paths []string) (Summary, error) {
 	for _, t := range tops {
 		sum.Names = append(sum.Names, t.name)
 	}
-	err = walk(context.Background(), tops, true, func(e walkEntry) error {
+	w := &walker{ctx: context.Background(), sel: sel, fileInfo: true, fn: func(e walkEntry) error {
 		sum.Count++
 		if e.info.Mode().IsRegular() {
 			sum.Size += e.info.Size()
 		}
 		return nil
-	})
+	}}
+	err = w.walk(tops)
+	sum.Skipped = w.skipped
 	return sum, err
 }
 
@@ -132,104 +139,6 @@ func topLevel(paths []string) ([]topEntry, error) {
 		tops = append(tops, topEntry{path: clean, name: base})
 	}
 	return tops, nil
-}
-
-// walkEntry is one file system object visited by walk.
-type walkEntry struct {
-	path string // on disk
-	name string // in the archive: slash-separated, no trailing slash
-	// info is from Lstat; nil for a regular file (by its directory entry)
-	// of a walk without fileInfo, which learns its size when it opens it.
-	info fs.FileInfo
-	dir  *os.File // the folder that holds it, open; nil for a top-level path
-	base string   // its name in dir
-}
-
-// isRegular says whether the entry is a regular file.
-func (e walkEntry) isRegular() bool { return e.info == nil || e.info.Mode().IsRegular() }
-
-// walk visits every top-level path and, for directories, their contents in
-// lexical order, parents before children. Symlinks are not followed. It fails
-// on types that cannot be sent. Without fileInfo, regular files below the
-// top level are visited without an Lstat (info nil): one system call less
-// for each of many small files.
-func walk(ctx context.Context, tops []topEntry, fileInfo bool, fn func(walkEntry) error) error {
-	for _, t := range tops {
-		info, err := os.Lstat(t.path)
-		if err != nil {
-			return fmt.Errorf("cannot send %s: %w", t.path, err)
-		}
-		e := walkEntry{path: t.path, name: t.name, info: info, base: t.path}
-		if err := walkOne(ctx, e, fileInfo, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func walkOne(ctx context.Context, e walkEntry, fileInfo bool, fn func(walkEntry) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if e.info == nil {
-		return fn(e)
-	}
-	mode := e.info.Mode()
-	switch {
-	case mode.IsRegular(), mode.IsDir(), mode&fs.ModeSymlink != 0:
-	default:
-		return fmt.Errorf("cannot send %s: it is a %s; only regular files, directories and symlinks can be sent", e.path, typeName(mode))
-	}
-	if mode&fs.ModeSymlink != 0 {
-		// Refuse up front what every receiver would refuse after the data.
-		target, err := os.Readlink(e.path)
-		if err != nil {
-			return fmt.Errorf("cannot send %s: %w", e.path, err)
-		}
-		if reason := checkLinkTarget(strings.Split(e.name, "/"), filepath.ToSlash(target)); reason != "" {
-			return fmt.Errorf("cannot send symlink %s -> %s: %s (receivers refuse it)", e.path, target, reason)
-		}
-	}
-	if err := fn(e); err != nil {
-		return err
-	}
-	if !mode.IsDir() {
-		return nil
-	}
-	// The folder stays open while its entries are visited: its files are
-	// opened relative to it.
-	dir, err := os.Open(e.path)
-	if err != nil {
-		return fmt.Errorf("reading directory %s: %w", e.path, err)
-	}
-	defer dir.Close()
-	children, err := dir.ReadDir(-1)
-	if err != nil {
-		return fmt.Errorf("reading directory %s: %w", e.path, err)
-	}
-	slices.SortFunc(children, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	for _, c := range children {
-		child := walkEntry{
-			path: filepath.Join(e.path, c.Name()),
-			name: e.name + "/" + c.Name(),
-			dir:  dir,
-			base: c.Name(),
-		}
-		if hasControl(c.Name()) {
-			return fmt.Errorf("cannot send %q: control character in name (receivers refuse such names)", child.path)
-		}
-		if fileInfo || !c.Type().IsRegular() {
-			info, err := c.Info()
-			if err != nil {
-				return fmt.Errorf("cannot send %s: %w", child.path, err)
-			}
-			child.info = info
-		}
-		if err := walkOne(ctx, child, fileInfo, fn); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // typeName describes a file mode type for error messages.

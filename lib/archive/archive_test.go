@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,7 +293,7 @@ func shell(t testing.TB, script string, args ...string) []byte {
 func TestScan(t *testing.T) {
 	src := t.TempDir()
 	tree, rodir := makeTree(t, src)
-	sum, err := Scan([]string{tree, rodir})
+	sum, err := Scan([]string{tree, rodir}, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,49 +315,68 @@ func TestScan(t *testing.T) {
 	}
 
 	// A symlink given as a path is one entry, not followed.
-	sum, err = Scan([]string{filepath.Join(tree, "link")})
+	sum, err = Scan([]string{filepath.Join(tree, "link")}, Selection{})
 	if err != nil || sum.Count != 1 || sum.Size != 0 || sum.Names[0] != "link" {
 		t.Errorf("Scan(link) = %+v, %v", sum, err)
 	}
 	// "." is named after the directory.
 	t.Chdir(tree)
-	if sum, err := Scan([]string{"."}); err != nil || sum.Names[0] != "tree" {
+	if sum, err := Scan([]string{"."}, Selection{}); err != nil || sum.Names[0] != "tree" {
 		t.Errorf("Scan(.) = %+v, %v", sum, err)
 	}
 
-	if _, err := Scan(nil); err == nil {
-		t.Error("Scan(nil) succeeded")
+	if _, err := Scan(nil, Selection{}); err == nil {
+		t.Error("Scan(nil, Selection{}) succeeded")
 	}
-	if _, err := Scan([]string{filepath.Join(src, "missing")}); err == nil || !strings.Contains(err.Error(), "missing") {
+	if _, err := Scan([]string{filepath.Join(src, "missing")}, Selection{}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("Scan(missing) = %v, want an error naming the path", err)
 	}
 	other := filepath.Join(t.TempDir(), "tree")
 	mustMkdir(t, other)
-	if _, err := Scan([]string{tree, other}); err == nil {
+	if _, err := Scan([]string{tree, other}, Selection{}); err == nil {
 		t.Error("Scan of two paths with the same base name succeeded")
 	}
 }
 
-func TestSpecialFilesRefusedBySender(t *testing.T) {
+// A FIFO or socket inside a folder is left out and counted; given as a
+// path, it fails before anything is written.
+func TestSpecialFilesSkippedBySender(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	mustMkdir(t, dir)
+	mustWrite(t, filepath.Join(dir, "kept"), []byte("kept\n"), 0o644)
 	fifo := filepath.Join(dir, "fifo")
 	if err := mkfifo(fifo); err != nil {
 		t.Skipf("cannot create a FIFO here: %v", err)
 	}
-	if _, err := Scan([]string{dir}); err == nil || !strings.Contains(err.Error(), fifo) {
-		t.Errorf("Scan = %v, want an error naming %s", err, fifo)
+	sock, err := net.Listen("unix", filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatalf("unix socket: %v", err)
 	}
-	err := Write(context.Background(), io.Discard, []string{dir}, WriteOptions{Level: 1})
+	defer sock.Close()
+
+	sum, err := Scan([]string{dir}, Selection{})
+	if err != nil || sum.Skipped != (Skipped{Special: 2}) || sum.Count != 2 {
+		t.Fatalf("Scan = %+v, %v; want the folder and one file, 2 special files skipped", sum, err)
+	}
+	out := t.TempDir()
+	extractAll(t, out, writeArchive(t, []string{dir}, 1), ExtractOptions{})
+	if got := listDir(t, filepath.Join(out, "d")); !slices.Equal(got, []string{"kept"}) {
+		t.Errorf("extracted %v, want [kept]", got)
+	}
+
+	if _, err := Scan([]string{fifo}, Selection{}); err == nil || !strings.Contains(err.Error(), fifo) {
+		t.Errorf("Scan of the FIFO given = %v, want an error naming %s", err, fifo)
+	}
+	err = Write(context.Background(), io.Discard, []string{fifo}, WriteOptions{Level: 1})
 	if err == nil || !strings.Contains(err.Error(), fifo) {
-		t.Errorf("Write = %v, want an error naming %s", err, fifo)
+		t.Errorf("Write of the FIFO given = %v, want an error naming %s", err, fifo)
 	}
 }
 
 func TestRoundTrip(t *testing.T) {
 	src := t.TempDir()
 	tree, rodir := makeTree(t, src)
-	want, err := Scan([]string{tree, rodir})
+	want, err := Scan([]string{tree, rodir}, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +408,7 @@ func TestRoundTrip(t *testing.T) {
 func TestWriteProgressAndLevels(t *testing.T) {
 	src := t.TempDir()
 	tree, _ := makeTree(t, src)
-	want, _ := Scan([]string{tree})
+	want, _ := Scan([]string{tree}, Selection{})
 	var n int64
 	err := Write(context.Background(), io.Discard, []string{tree}, WriteOptions{Level: 1, Progress: func(k int64) { n += k }})
 	if err != nil || n != want.Size {
@@ -428,7 +448,7 @@ func TestInteropTheirWriteOurExtract(t *testing.T) {
 	needTools(t, "tar", "zstd")
 	src := t.TempDir()
 	tree, rodir := makeTree(t, src)
-	want, _ := Scan([]string{tree, rodir})
+	want, _ := Scan([]string{tree, rodir}, Selection{})
 	for _, format := range []string{"gnu", "posix"} {
 		for _, compressed := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s-zstd=%v", format, compressed), func(t *testing.T) {
@@ -1289,22 +1309,111 @@ func TestOnlyOfferedNames(t *testing.T) {
 	}
 }
 
-// A symlink that every receiver would refuse is refused by the sender first,
-// before any data flows.
-func TestSenderRefusesUnsafeSymlinks(t *testing.T) {
+// A symlink that every receiver would refuse is left out by the sender
+// (counted), before any data flows; given as a path, it fails.
+func TestSenderSkipsUnsafeSymlinks(t *testing.T) {
 	for target, ok := range map[string]bool{"/etc/passwd": false, "../../outside": false, "../sibling": true, "inside": true} {
 		dir := t.TempDir()
 		tree := filepath.Join(dir, "tree")
 		os.Mkdir(tree, 0o755)
-		if err := os.Symlink(target, filepath.Join(tree, "link")); err != nil {
+		link := filepath.Join(tree, "link")
+		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Scan([]string{tree})
-		if ok != (err == nil) {
-			t.Errorf("Scan of a symlink to %q: %v", target, err)
+		sum, err := Scan([]string{tree}, Selection{})
+		want := Skipped{}
+		if !ok {
+			want.Outside = 1
 		}
-		if err := Write(context.Background(), io.Discard, []string{tree}, WriteOptions{Level: 1}); ok != (err == nil) {
-			t.Errorf("Write of a symlink to %q: %v", target, err)
+		if err != nil || sum.Skipped != want {
+			t.Errorf("Scan of a symlink to %q: %+v, %v; want %+v skipped", target, sum, err, want)
 		}
+		out := t.TempDir()
+		extractAll(t, out, writeArchive(t, []string{tree}, 1), ExtractOptions{})
+		if _, err := os.Lstat(filepath.Join(out, "tree", "link")); ok != (err == nil) {
+			t.Errorf("symlink to %q: extracted: %v, want %v", target, err == nil, ok)
+		}
+		_, err = Scan([]string{link}, Selection{})
+		if (target == "inside") != (err == nil) { // given, the link is at the top
+			t.Errorf("Scan of the symlink to %q given as a path: %v", target, err)
+		}
+	}
+}
+
+// With Dereference, links are sent as what they point to: a file outside
+// the folder arrives as a file, a link to a folder as a folder; a link to
+// nothing or to a folder it is in is left out and counted.
+func TestDereference(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	mustMkdir(t, filepath.Join(tree, "sub"))
+	mustWrite(t, filepath.Join(dir, "outside.txt"), []byte("from outside\n"), 0o644)
+	mustWrite(t, filepath.Join(tree, "sub", "f"), []byte("in sub\n"), 0o644)
+	for link, target := range map[string]string{
+		"abs":      filepath.Join(dir, "outside.txt"),
+		"subcopy":  "sub",
+		"dangling": "nothing",
+		"loop":     ".",
+	} {
+		if err := os.Symlink(target, filepath.Join(tree, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sel := Selection{Dereference: true}
+	sum, err := Scan([]string{tree}, sel)
+	if err != nil || sum.Skipped != (Skipped{Broken: 2}) {
+		t.Fatalf("Scan = %+v, %v; want the dangling link and the loop skipped", sum, err)
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, []string{tree}, WriteOptions{Level: 1, Selection: sel}); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	out := t.TempDir()
+	got := extractAll(t, out, buf.Bytes(), ExtractOptions{})
+	if got.Count != sum.Count || got.Size != sum.Size {
+		t.Errorf("extracted %d entries of %d bytes, Scan said %d of %d", got.Count, got.Size, sum.Count, sum.Size)
+	}
+	for name, want := range map[string]string{"abs": "from outside\n", "subcopy/f": "in sub\n", "sub/f": "in sub\n"} {
+		p := filepath.Join(out, "tree", filepath.FromSlash(name))
+		info, err := os.Lstat(p)
+		b, _ := os.ReadFile(p)
+		if err != nil || !info.Mode().IsRegular() || string(b) != want {
+			t.Errorf("%s: %v %v %q, want a regular file holding %q", name, info, err, b, want)
+		}
+	}
+}
+
+// Exclude leaves out what matches by name or by path in the archive, a
+// folder with all it holds; a bad pattern fails Scan and Write.
+func TestExclude(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "proj")
+	mustMkdir(t, filepath.Join(tree, ".venv", "bin"))
+	mustMkdir(t, filepath.Join(tree, "src"))
+	for _, f := range []string{".venv/bin/python", "src/a.go", "src/a.o", "b.o", "README"} {
+		mustWrite(t, filepath.Join(tree, filepath.FromSlash(f)), []byte(f), 0o644)
+	}
+	sel := Selection{Exclude: []string{"*.o", "proj/.venv/"}}
+	sum, err := Scan([]string{tree}, sel)
+	if err != nil || sum.Skipped != (Skipped{Excluded: 3}) || sum.Count != 4 {
+		t.Fatalf("Scan = %+v, %v; want proj, src, src/a.go and README, 3 excluded", sum, err)
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, []string{tree}, WriteOptions{Level: 1, Selection: sel}); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	out := t.TempDir()
+	extractAll(t, out, buf.Bytes(), ExtractOptions{})
+	if got := listDir(t, filepath.Join(out, "proj")); !slices.Equal(got, []string{"README", "src"}) {
+		t.Errorf("proj holds %v, want [README src]", got)
+	}
+	if got := listDir(t, filepath.Join(out, "proj", "src")); !slices.Equal(got, []string{"a.go"}) {
+		t.Errorf("proj/src holds %v, want [a.go]", got)
+	}
+	if _, err := Scan([]string{tree}, Selection{Exclude: []string{"[z-"}}); err == nil {
+		t.Error("Scan with a bad pattern succeeded")
+	}
+	if err := Write(context.Background(), io.Discard, []string{tree}, WriteOptions{Level: 1, Selection: Selection{Exclude: []string{"[z-"}}}); err == nil {
+		t.Error("Write with a bad pattern succeeded")
 	}
 }

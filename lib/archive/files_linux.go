@@ -144,16 +144,21 @@ func (f rawFile) Read(p []byte) (int, error) {
 }
 
 // openToSend opens the file name in the folder dir (nil: name is a path)
-// for reading, without following a symlink, and returns its status.
-func openToSend(dir *os.File, name string) (io.ReadCloser, fileStat, error) {
+// for reading, following a symlink only with follow, and returns its
+// status.
+func openToSend(dir *os.File, name string, follow bool) (io.ReadCloser, fileStat, error) {
 	at := unix.AT_FDCWD
 	if dir != nil {
 		at = int(dir.Fd())
 	}
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_LARGEFILE
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
 	var fd int
 	var err error
 	for {
-		fd, err = unix.Openat(at, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_LARGEFILE, 0)
+		fd, err = unix.Openat(at, name, flags, 0)
 		if err != unix.EINTR {
 			break
 		}

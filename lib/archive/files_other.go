@@ -29,12 +29,17 @@ func (d *folders) setModTime(key string, mtime time.Time) error {
 }
 
 // openToSend opens the file name in the folder dir (nil: name is a path)
-// for reading, without following a symlink, and returns its status.
-func openToSend(dir *os.File, name string) (io.ReadCloser, fileStat, error) {
+// for reading, following a symlink only with follow, and returns its
+// status.
+func openToSend(dir *os.File, name string, follow bool) (io.ReadCloser, fileStat, error) {
 	if dir != nil {
 		name = filepath.Join(dir.Name(), name)
 	}
-	f, err := os.OpenFile(name, os.O_RDONLY|oNoFollow, 0)
+	flags := os.O_RDONLY
+	if !follow {
+		flags |= oNoFollow
+	}
+	f, err := os.OpenFile(name, flags, 0)
 	if err != nil {
 		return nil, fileStat{}, err
 	}

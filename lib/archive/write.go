@@ -20,6 +20,10 @@ const AutoLevel = compress.Auto
 
 // WriteOptions tune Write and WriteStream.
 type WriteOptions struct {
+	// Selection chooses what Write sends of the paths inside folders; Scan
+	// with the same Selection tells what that is.
+	Selection Selection
+
 	// Level is AutoLevel, or the zstd level 1..4 of every chunk, as
 	// klauspost's zstd.EncoderLevel: 1 fastest (roughly zstd -1), 2 default
 	// (zstd -3), 3 better (zstd -7), 4 best. 0 means no compression: a plain
@@ -55,6 +59,9 @@ type WriteOptions struct {
 // end marker, no final zstd block), so that no reader takes it for a
 // complete archive.
 func Write(ctx context.Context, w io.Writer, paths []string, opt WriteOptions) error {
+	if err := opt.Selection.check(); err != nil {
+		return err
+	}
 	tops, err := topLevel(paths)
 	if err != nil {
 		return err
@@ -63,7 +70,8 @@ func Write(ctx context.Context, w io.Writer, paths []string, opt WriteOptions) e
 	if err != nil {
 		return err
 	}
-	return aw.end(walk(ctx, tops, false, aw.writeEntry(ctx)))
+	walk := &walker{ctx: ctx, sel: opt.Selection, fn: aw.writeEntry(ctx)}
+	return aw.end(walk.walk(tops))
 }
 
 // WriteStream writes the single stream r as one regular file named name,
@@ -231,7 +239,7 @@ func (aw *archiveWriter) writeEntry(ctx context.Context) func(walkEntry) error {
 // sendFile writes the regular file of e, with the size, mode and time it has
 // once opened.
 func (aw *archiveWriter) sendFile(ctx context.Context, e walkEntry) error {
-	f, st, err := openToSend(e.dir, e.base)
+	f, st, err := openToSend(e.dir, e.base, e.follow)
 	if err != nil {
 		return fmt.Errorf("cannot send %s: %w", e.path, err)
 	}

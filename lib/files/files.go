@@ -50,6 +50,9 @@ type SendOptions struct {
 	Level int
 	// Name names the data read from stdin (the path "-").
 	Name string
+	// Selection chooses what is sent of the folders given: what matches
+	// an --exclude pattern, and whether symlinks are followed (-L).
+	Selection archive.Selection
 	// Progress is called with the bytes archived so far and the total
 	// (-1 when unknown).
 	Progress func(done, total int64)
@@ -141,7 +144,7 @@ func prepare(paths []string, stdin io.Reader, opt SendOptions, delivered func() 
 	if opt.Level == 0 {
 		kind = KindTar
 	}
-	wopt := archive.WriteOptions{Level: opt.Level, Debugf: opt.Debugf, Delivered: delivered}
+	wopt := archive.WriteOptions{Level: opt.Level, Debugf: opt.Debugf, Delivered: delivered, Selection: opt.Selection}
 	total := int64(-1)
 	if opt.Progress != nil {
 		var done int64
@@ -168,14 +171,14 @@ func prepare(paths []string, stdin io.Reader, opt SendOptions, delivered func() 
 			return pipe.Header{}, nil, fmt.Errorf("- (stdin) cannot be sent together with other paths")
 		}
 	}
-	sum, err := archive.Scan(paths)
+	sum, err := archive.Scan(paths, opt.Selection)
 	if err != nil {
 		return pipe.Header{}, nil, err
 	}
 	if len(sum.Names) > maxNames {
 		return pipe.Header{}, nil, fmt.Errorf("%d paths to send (at most %d): put them in a folder", len(sum.Names), maxNames)
 	}
-	h := pipe.Header{Kind: kind, Names: sum.Names, Size: sum.Size, Count: sum.Count}
+	h := pipe.Header{Kind: kind, Names: sum.Names, Size: sum.Size, Count: sum.Count, Skipped: skippedCounts(sum.Skipped)}
 	total = sum.Size
 	return h, func(ctx context.Context, w io.Writer) error {
 		return archive.Write(ctx, w, paths, wopt)
@@ -207,7 +210,57 @@ func (o Offer) String() string {
 	if o.Count == 1 {
 		items = "item"
 	}
-	return fmt.Sprintf("%s%s: %s in %d %s", strings.Join(quoteAll(names), ", "), more, size(o.Size), o.Count, items)
+	left := ""
+	if d := DescribeSkipped(o.Skipped); d != "" {
+		left = " (left out: " + d + ")"
+	}
+	return fmt.Sprintf("%s%s: %s in %d %s%s", strings.Join(quoteAll(names), ", "), more, size(o.Size), o.Count, items, left)
+}
+
+// skipReasons are the reasons of pipe.Header.Skipped, in the order they
+// are told, with the words for one entry and for several.
+var skipReasons = []struct{ key, one, many string }{
+	{"outside", "symlink that points outside the folder", "symlinks that point outside the folder"},
+	{"broken", "symlink that leads nowhere or in a circle", "symlinks that lead nowhere or in a circle"},
+	{"special", "FIFO, socket or device", "FIFOs, sockets or devices"},
+	{"excluded", "entry excluded by a pattern", "entries excluded by a pattern"},
+}
+
+// skippedCounts are the counts of s by reason, nil when nothing was left out.
+func skippedCounts(s archive.Skipped) map[string]int64 {
+	if s.Total() == 0 {
+		return nil
+	}
+	m := map[string]int64{}
+	for key, n := range map[string]int64{"outside": s.Outside, "broken": s.Broken, "special": s.Special, "excluded": s.Excluded} {
+		if n > 0 {
+			m[key] = n
+		}
+	}
+	return m
+}
+
+// DescribeSkipped says what counts (from an offer; reasons it does not
+// know are not told, as they come from the peer) hold: "2 symlinks that
+// point outside the folder and 1 FIFO, socket or device"; "" for none.
+func DescribeSkipped(counts map[string]int64) string {
+	var parts []string
+	for _, r := range skipReasons {
+		n := counts[r.key]
+		switch {
+		case n == 1:
+			parts = append(parts, "1 "+r.one)
+		case n > 1:
+			parts = append(parts, fmt.Sprintf("%d %s", n, r.many))
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 func quoteAll(names []string) []string {

@@ -23,12 +23,17 @@ type Header struct {
 	// Progress tells that the sender takes RECEIVED frames: the receiver's
 	// count of what it has written out, at intervals. Send sets it.
 	Progress bool `json:"progress,omitempty"`
+	// Skipped counts what the sender left out of the folders it offers,
+	// by reason (pcp send: "outside", "special", "broken", "excluded").
+	// A receiver describes the reasons it knows in its own words.
+	Skipped map[string]int64 `json:"skipped,omitempty"`
 }
 
 const (
 	maxKind  = 64
 	maxNames = 1000
 	maxName  = 4096
+	maxSkips = 16
 )
 
 func (h Header) marshal() ([]byte, error) {
@@ -62,6 +67,14 @@ func (h Header) validate() error {
 	for _, n := range h.Names {
 		if len(n) > maxName || !utf8.ValidString(n) {
 			return fmt.Errorf("header: invalid name")
+		}
+	}
+	if len(h.Skipped) > maxSkips {
+		return fmt.Errorf("header: %d reasons for skipped entries (limit %d)", len(h.Skipped), maxSkips)
+	}
+	for reason, n := range h.Skipped {
+		if len(reason) > maxKind || n < 0 {
+			return fmt.Errorf("header: invalid count of skipped entries")
 		}
 	}
 	return nil
