@@ -497,3 +497,45 @@ func TestFolderWithUnsendableEntries(t *testing.T) {
 		t.Errorf("pcp send of a FIFO given as a path: %q, want an error naming it before any announcement", p.stderr.String())
 	}
 }
+
+// Refusals before any data say which side must act: a name that exists
+// at the destination (the sender is not told to pass a flag it does not
+// have), and an offer larger than the free space where it would go.
+func TestRefusalsSayWhoMustAct(t *testing.T) {
+	netns.Require(t)
+	src, out := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(src, "notes.txt"), randomBytes(t, 2<<20), 0o644)
+	os.WriteFile(filepath.Join(out, "notes.txt"), []byte("old\n"), 0o644)
+
+	c := newCode(t)
+	sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "notes.txt")
+	sc.Dir = src
+	send := start(t, sc, nil)
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c), nil)
+	recv.expectExit(30*time.Second, 1)
+	send.expectExit(10*time.Second, 1)
+	if !strings.Contains(recv.stderr.String(), `notes.txt exists (use --overwrite)`) {
+		t.Errorf("receiver: %q, want it to say the name exists and how to replace it", recv.stderr.String())
+	}
+	if !strings.Contains(send.stderr.String(), "the receiver already has notes.txt (it can receive again with --overwrite)") {
+		t.Errorf("sender: %q, want it told that the receiver has the name", send.stderr.String())
+	}
+
+	// 2 MiB offered to a file system of 1 MiB (a tmpfs in a mount
+	// namespace of the receiver's own): refused before any data flows.
+	dir := t.TempDir()
+	c = newCode(t)
+	sc = command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "notes.txt")
+	sc.Dir = src
+	send = start(t, sc, nil)
+	sh := `mount -t tmpfs -o size=1m pcp-test "$3" && "$1" receive --discovery mdns --yes --timeout 20s --output "$3" "$2"`
+	recv = start(t, exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", sh, "-", binary(t, "pcp"), c, dir), nil)
+	recv.expectExit(30*time.Second, 1)
+	send.expectExit(10*time.Second, 1)
+	if !strings.Contains(recv.stderr.String(), "not enough space in "+dir+": the offer holds 2.0 MiB, 1.0 MiB is free") {
+		t.Errorf("receiver: %q, want it to say the space is short", recv.stderr.String())
+	}
+	if !strings.Contains(send.stderr.String(), "the receiver has not enough disk space (2.0 MiB offered, 1.0 MiB free where it receives)") {
+		t.Errorf("sender: %q, want it told that the receiver lacks space", send.stderr.String())
+	}
+}

@@ -48,6 +48,9 @@ func receive(ctx context.Context, args []string) error {
 		return nil
 	}
 	if !yes {
+		opt.ReplaceExisting = func(name string) (bool, error) {
+			return cli.Ask(ctx, "pcp", name+" exists in "+opt.Dir+"; replace it?", "--overwrite")
+		}
 		opt.Confirm = func(o files.Offer) error {
 			ok, err := cli.Ask(ctx, "pcp", "receive "+o.String()+"?", "--yes")
 			if err == nil && !ok {

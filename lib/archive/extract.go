@@ -80,12 +80,17 @@ func unsafeEntry(name, reason string) error {
 	return &UnsafeEntryError{Name: sanitize(name), Reason: reason}
 }
 
-// existsError is returned when a top-level name exists in the destination
+// ExistsError is returned when a top-level name exists in the destination
 // and overwriting was not asked for. It matches fs.ErrExist.
-type existsError struct{ name string }
+type ExistsError struct{ Name string }
 
-func (e *existsError) Error() string { return sanitize(e.name) + " exists (use --overwrite)" }
-func (e *existsError) Unwrap() error { return fs.ErrExist }
+func (e *ExistsError) Error() string { return sanitize(e.Name) + " exists (use --overwrite)" }
+func (e *ExistsError) Unwrap() error { return fs.ErrExist }
+
+// PeerMessage is what the sender is told: the receiver is the one to act.
+func (e *ExistsError) PeerMessage() string {
+	return "the receiver already has " + sanitize(e.Name) + " (it can receive again with --overwrite)"
+}
 
 type extractorState int
 
@@ -197,7 +202,7 @@ func (e *Extractor) checkAbsent(name string) error {
 	_, err := os.Lstat(filepath.Join(e.dir, filepath.FromSlash(name)))
 	switch {
 	case err == nil:
-		return &existsError{name}
+		return &ExistsError{name}
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	default:
@@ -395,7 +400,7 @@ func (e *Extractor) commit() error {
 		if err := renameNoReplace(filepath.Join(e.contentDir(), name), m.final); err != nil {
 			rollback()
 			if errors.Is(err, fs.ErrExist) {
-				return &existsError{name}
+				return &ExistsError{name}
 			}
 			return fmt.Errorf("moving %s into place: %w", sanitize(name), err)
 		}

@@ -289,6 +289,11 @@ type ReceiveOptions struct {
 	// Confirm decides on the offer before any data; an error refuses it.
 	// Nil accepts.
 	Confirm func(Offer) error
+	// ReplaceExisting, when not nil and Overwrite is not set, is asked
+	// about an offered name that exists in Dir (quoted, as %q), before the
+	// offer is answered: true replaces it as Overwrite would, false (or an
+	// error) refuses the offer. Nil refuses such an offer at once.
+	ReplaceExisting func(name string) (bool, error)
 	// Timeout bounds the search for the sender (0: no limit).
 	Timeout time.Duration
 	// Progress is called with the bytes extracted so far and the total
@@ -405,7 +410,25 @@ func (r *receiver) accept(h pipe.Header) error {
 		return err
 	}
 	if o.Described() {
-		if err := x.CheckNames(h.Names); err != nil {
+		err := x.CheckNames(h.Names)
+		var exists *archive.ExistsError
+		if errors.As(err, &exists) && r.opt.ReplaceExisting != nil {
+			replace, aerr := r.opt.ReplaceExisting(fmt.Sprintf("%q", exists.Name))
+			switch {
+			case aerr != nil:
+				return aerr
+			case !replace:
+				return err
+			}
+			xopt.Overwrite = true
+			if x, err = archive.NewExtractor(r.opt.Dir, xopt); err == nil {
+				err = x.CheckNames(h.Names)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if err := checkSpace(r.opt.Dir, h.Size); err != nil {
 			return err
 		}
 	}

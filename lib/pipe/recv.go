@@ -40,7 +40,7 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 	}
 	if opt.Accept != nil {
 		if err := opt.Accept(h); err != nil {
-			c.send(frame.Reject, []byte(err.Error()))
+			c.send(frame.Reject, []byte(peerMessage(err)))
 			c.s.CloseWrite()
 			waitEOF(c, c.timing.AbortWait) // so that closing our host cannot drop the REJECT
 			return 0, &rejected{err}
@@ -109,6 +109,21 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 // ProgressInterval is how often, at most, the receiver reports what it has
 // written out while the data flows.
 const ProgressInterval = 50 * time.Millisecond
+
+// PeerMessager is an Accept error that tells the sender something other
+// than what the receiver prints: which side must act, in the sender's terms.
+type PeerMessager interface {
+	PeerMessage() string
+}
+
+// peerMessage is what the sender is told of an Accept error.
+func peerMessage(err error) string {
+	var m PeerMessager
+	if errors.As(err, &m) {
+		return m.PeerMessage()
+	}
+	return err.Error()
+}
 
 // rejected is the receiver's own refusal; it unwraps to the Accept error.
 type rejected struct{ err error }
