@@ -170,7 +170,7 @@ func splitName(name string) (parts []string, reason string) {
 	case len(name) > maxPathLen:
 		return nil, fmt.Sprintf("name longer than %d bytes", maxPathLen)
 	case hasControl(name):
-		return nil, "control character in name"
+		return nil, "control or bidirectional character in name"
 	case strings.HasPrefix(name, "/"):
 		return nil, "absolute path"
 	}
@@ -201,8 +201,11 @@ func splitName(name string) (parts []string, reason string) {
 	return parts, ""
 }
 
-// hasControl reports whether s contains an ASCII control character, DEL, or
-// a Unicode control character (C1).
+// hasControl reports whether s contains an ASCII control character, DEL, a
+// Unicode control character (C1), or a bidirectional control (U+202E and
+// its kind), with which a name shows in another order than it has: an
+// "invoice\u202etxt.exe" that ls shows as "invoiceexe.txt". Other format
+// characters, such as the zero-width joiner of emoji sequences, pass.
 func hasControl(s string) bool {
 	for i := 0; i < len(s); {
 		b := s[i]
@@ -214,7 +217,7 @@ func hasControl(s string) bool {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r != utf8.RuneError && unicode.IsControl(r) {
+		if r != utf8.RuneError && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
 			return true
 		}
 		i += size

@@ -830,6 +830,8 @@ func hostileCases(t testing.TB) []hostileCase {
 		{name: "reserved top-level name", data: tarOf(reg(stagingPrefix+"x", "x")), unsafe: true},
 		{name: "reserved name as parent", data: tarOf(reg(stagingPrefix+"x/y", "x")), unsafe: true},
 		{name: "duplicate file", data: tarOf(reg("f", "one"), reg("f", "two")), unsafe: true},
+		{name: "bidirectional override in name", data: tarOf(reg("invoice\u202etxt.exe", "x")), unsafe: true},
+		{name: "bidirectional isolate in symlink target", data: tarOf(symlink("s", "a\u2066b")), unsafe: true},
 		{name: "duplicate via dot", data: tarOf(reg("f", "one"), reg("./f", "two")), unsafe: true},
 		{name: "file then dir", data: tarOf(reg("f", "one"), dir("f/")), unsafe: true},
 		{name: "dir twice", data: tarOf(dir("d/"), dir("d/")), unsafe: true},
@@ -1415,5 +1417,16 @@ func TestExclude(t *testing.T) {
 	}
 	if err := Write(context.Background(), io.Discard, []string{tree}, WriteOptions{Level: 1, Selection: Selection{Exclude: []string{"[z-"}}}); err == nil {
 		t.Error("Write with a bad pattern succeeded")
+	}
+}
+
+// Format characters other than the bidirectional controls pass: the zero-
+// width joiner of an emoji sequence is part of a name people give.
+func TestEmojiSequenceNameAccepted(t *testing.T) {
+	name := "family \U0001F468\u200d\U0001F469\u200d\U0001F467.txt"
+	out := t.TempDir()
+	extractAll(t, out, buildTar(t, []tent{reg(name, "x")}), ExtractOptions{})
+	if b, err := os.ReadFile(filepath.Join(out, name)); err != nil || string(b) != "x" {
+		t.Fatalf("%q: %q, %v", name, b, err)
 	}
 }

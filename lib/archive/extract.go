@@ -821,7 +821,7 @@ func checkLinkTarget(parts []string, target string) string {
 	case len(target) > maxPathLen:
 		return fmt.Sprintf("symlink target longer than %d bytes", maxPathLen)
 	case hasControl(target):
-		return "control character in symlink target"
+		return "control or bidirectional character in symlink target"
 	case strings.HasPrefix(target, "/") || filepath.IsAbs(target) || filepath.VolumeName(target) != "":
 		return "absolute symlink target"
 	case runtime.GOOS == "windows" && strings.ContainsAny(target, `\:`):

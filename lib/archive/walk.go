@@ -203,7 +203,7 @@ func (w *walker) folder(e walkEntry) error {
 			base: c.Name(),
 		}
 		if hasControl(c.Name()) {
-			return fmt.Errorf("cannot send %q: control character in name (receivers refuse such names)", child.path)
+			return fmt.Errorf("cannot send %q: control or bidirectional character in name (receivers refuse such names)", child.path)
 		}
 		if w.sel.excluded(child.name, child.base) {
 			w.skipped.Excluded++

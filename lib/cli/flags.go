@@ -73,7 +73,7 @@ func withEnv(fs *pflag.FlagSet, name, env string) {
 
 // AddCode registers --code and --code-file.
 func (f *Flags) AddCode(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Code, "code", "", "the code (instead of the CODE argument, which other users can see in the process list)")
+	fs.StringVar(&f.Code, "code", "", "the code, instead of the CODE argument: as visible as it to other users in the process list; on a shared machine use PCP_CODE or --code-file")
 	withEnv(fs, "code", "PCP_CODE")
 	fs.StringVar(&f.CodeFile, "code-file", "", "read the code from the first line of `FILE`")
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -389,10 +390,7 @@ func (r *receiver) accept(h pipe.Header) error {
 		xopt.Names = h.Names // the archive may hold nothing else
 	}
 	if o.Described() && h.Size >= 0 {
-		// What was accepted bounds what may come (with slack for files that
-		// grew while being sent).
-		xopt.MaxSize = h.Size + h.Size/10 + 1<<20
-		xopt.MaxCount = h.Count + h.Count/10 + 100
+		xopt.MaxSize, xopt.MaxCount = offerLimits(h.Size, h.Count)
 	}
 	if r.opt.Progress != nil {
 		var done int64
@@ -445,6 +443,26 @@ func (r *receiver) accept(h pipe.Header) error {
 		close(r.extracted)
 	}()
 	return nil
+}
+
+// offerLimits bounds what may come by what was accepted, with slack for
+// files that grew while being sent: 10 % and 1 MiB more bytes, 10 % and 100
+// more entries. The sums saturate: an offer near the largest int64 must not
+// wrap them round to a negative limit, which would mean none.
+func offerLimits(size, count int64) (maxSize, maxCount int64) {
+	return satAdd(size, size/10, 1<<20), satAdd(count, count/10, 100)
+}
+
+// satAdd adds non-negative numbers, at most math.MaxInt64.
+func satAdd(ns ...int64) int64 {
+	var sum int64
+	for _, n := range ns {
+		if n > math.MaxInt64-sum {
+			return math.MaxInt64
+		}
+		sum += n
+	}
+	return sum
 }
 
 // commit runs once the stream's digest checked out: the archive must have

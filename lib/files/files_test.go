@@ -1,6 +1,7 @@
 package files
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,5 +45,21 @@ func TestPrepareHeader(t *testing.T) {
 	}
 	if _, _, err := prepare([]string{"-", dir}, nil, SendOptions{}, nil); err == nil {
 		t.Fatal("stdin together with other paths was accepted")
+	}
+}
+
+// The limits on what may come saturate instead of wrapping round to a
+// negative number (no limit) for offers at the extremes.
+func TestOfferLimitsSaturate(t *testing.T) {
+	for _, tt := range []struct{ size, count, wantSize, wantCount int64 }{
+		{0, 0, 1 << 20, 100},
+		{1000, 10, 1000 + 100 + 1<<20, 10 + 1 + 100},
+		{math.MaxInt64, math.MaxInt64, math.MaxInt64, math.MaxInt64},
+		{math.MaxInt64 - 1<<20, math.MaxInt64 - 50, math.MaxInt64, math.MaxInt64},
+	} {
+		size, count := offerLimits(tt.size, tt.count)
+		if size != tt.wantSize || count != tt.wantCount {
+			t.Errorf("offerLimits(%d, %d) = %d, %d; want %d, %d", tt.size, tt.count, size, count, tt.wantSize, tt.wantCount)
+		}
 	}
 }

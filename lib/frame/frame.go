@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode"
 )
 
 // Type identifies what a frame carries.
@@ -160,8 +161,9 @@ func Append(b []byte, t Type, payload []byte) []byte {
 const MaxText = 200
 
 // Text makes a message from a peer (an error, a reason) safe to print on one
-// line of a terminal: control characters and invalid UTF-8 become '?', and
-// it is cut at MaxText characters.
+// line of a terminal: control characters, format characters (Unicode Cf:
+// bidirectional overrides that reorder the line, zero-width characters)
+// and invalid UTF-8 become '?', and it is cut at MaxText characters.
 func Text(b []byte) string {
 	out := make([]rune, 0, min(len(b), MaxText+1))
 	for _, r := range string(b) {
@@ -169,7 +171,7 @@ func Text(b []byte) string {
 			out = append(out, '…')
 			break
 		}
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' || unicode.Is(unicode.Cf, r) {
 			r = '?'
 		}
 		out = append(out, r)

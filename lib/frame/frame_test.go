@@ -108,6 +108,8 @@ func TestText(t *testing.T) {
 		"\x1b[2J cleared":         "?[2J cleared",
 		"bad \xff utf8":           "bad ? utf8",
 		"résumé":                  "résumé",
+		"right\u202eleft":         "right?left", // a bidirectional override
+		"zero\u200bwidth":         "zero?width",
 	}
 	for in, want := range tests {
 		if got := Text([]byte(in)); got != want {
