@@ -180,7 +180,7 @@ func TestPeerAddressSkipsDiscovery(t *testing.T) {
 	if got := recv.stdout.String(); got != "direct\n" {
 		t.Fatalf("received %q", got)
 	}
-	if !strings.Contains(recv.stderr.String(), "found by peer") {
+	if !strings.Contains(recv.stderr.String(), "reached at the --peer address") {
 		t.Fatalf("the receiver did not say it used --peer:\n%s", recv.stderr.String())
 	}
 }
@@ -369,5 +369,37 @@ func TestFullDiskStopsBothSides(t *testing.T) {
 		if !strings.Contains(stderr, "the receiver's disk is full") {
 			t.Errorf("the %s does not say that the disk is full:\n%s", who, stderr)
 		}
+	}
+}
+
+// Mistakes in how a command is called, and a peer that is not pcp, end
+// with the documented status and a message in pcp's words: a malformed
+// --listen is a usage error (2); an --output that does not exist says so
+// (2); --peer at a libp2p host that does not speak pcp says that at once
+// (4), without sending the user to --timeout.
+func TestCallMistakesAndStrangers(t *testing.T) {
+	netns.Require(t)
+	p := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--listen", "/ip4/not-an-address/tcp/1", "--code", newCode(t)), strings.NewReader("x"))
+	p.expectExit(10*time.Second, 2)
+	if !strings.Contains(p.stderr.String(), `--listen "/ip4/not-an-address/tcp/1"`) {
+		t.Errorf("a malformed --listen: %q", p.stderr.String())
+	}
+
+	missing := filepath.Join(t.TempDir(), "missing")
+	p = start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", missing, newCode(t)), nil)
+	p.expectExit(10*time.Second, 2)
+	if !strings.Contains(p.stderr.String(), "--output "+missing+": no such folder") {
+		t.Errorf("a missing --output: %q", p.stderr.String())
+	}
+
+	_, node := nodeFirstLine(t, "--listen", "/ip4/127.0.0.1/tcp/0")
+	begin := time.Now()
+	p = start(t, command(t, "pcp-pipe", "recv", "--peer", node, "--timeout", "30s", newCode(t)), nil)
+	p.expectExit(20*time.Second, 4)
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("--peer at a host that is not pcp took %v to give up", took)
+	}
+	if s := p.stderr.String(); !strings.Contains(s, "the peer found does not speak pcp") || strings.Contains(s, "--timeout") {
+		t.Errorf("--peer at a host that is not pcp: %q", s)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"time"
 
@@ -39,7 +40,7 @@ func receive(ctx context.Context, args []string) error {
 	if toStdout {
 		opt.Raw = os.Stdout
 	} else if info, err := os.Stat(opt.Dir); err != nil || !info.IsDir() {
-		return cli.Usagef("--output %s: not a folder", opt.Dir)
+		return cli.Usagef("--output %s: %s", opt.Dir, notFolder(err))
 	}
 	log := f.Logger("pcp", os.Stderr)
 	f.Receives = true
@@ -73,4 +74,17 @@ func receive(ctx context.Context, args []string) error {
 	}
 	log.Infof("received %s in %v (%s/s), %s; digest verified", amount(res), res.Transfer.Round(time.Millisecond), status.Size(rate(res)), res.Path)
 	return nil
+}
+
+// notFolder says why --output is not a folder to receive into.
+func notFolder(err error) string {
+	switch {
+	case err == nil:
+		return "not a folder"
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such folder (create it first)"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied"
+	}
+	return err.Error()
 }

@@ -1430,3 +1430,26 @@ func TestEmojiSequenceNameAccepted(t *testing.T) {
 		t.Fatalf("%q: %q, %v", name, b, err)
 	}
 }
+
+// A stream that is not tar at all (text piped into pcp-pipe send, say) is
+// called that, not a truncated archive; nothing is kept.
+func TestNotATarStream(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"empty":     nil,
+		"text":      []byte("hello\n"),
+		"zstd text": zstdOf(t, []byte("hello\n")),
+	} {
+		out := t.TempDir()
+		x, err := NewExtractor(out, ExtractOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = x.Extract(context.Background(), bytes.NewReader(data))
+		if err == nil || !strings.Contains(err.Error(), "not a tar archive: the stream ends after ") {
+			t.Errorf("%s: %v, want it called not a tar archive", name, err)
+		}
+		if got := listDir(t, out); len(got) != 0 {
+			t.Errorf("%s: left %v", name, got)
+		}
+	}
+}

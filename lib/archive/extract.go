@@ -563,6 +563,9 @@ func (x *extraction) run(ctx context.Context, src io.Reader) error {
 		}
 		before := tail.n
 		hdr, err := tr.Next()
+		if before == 0 && tail.n < 512 && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) {
+			return fmt.Errorf("not a tar archive: the stream ends after %d bytes, before the first header: %w", tail.n, io.ErrUnexpectedEOF)
+		}
 		if err == io.EOF {
 			// archive/tar also reports a stream that simply stops at an
 			// entry boundary as io.EOF. Only the end marker (two zero

@@ -111,6 +111,8 @@ func hintFor(err error) string {
 		return "--allow-relay lets the data go through a relay that allows it; `pcp node --relay-data 0 --relay-duration 0` on a public host is such a relay, named on both sides with --relay ADDR"
 	case errors.Is(err, auth.ErrWrongCode):
 		return "check the code with the sender; every wrong try counts against a limit"
+	case errors.As(err, &notFound) && notFound.OnlyNotPcp():
+		return ""
 	case errors.As(err, &notFound) && notFound.Announcing:
 		return "--timeout gives the peer more time"
 	case errors.As(err, &notFound):

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/pflag"
 
 	"github.com/pcp-dev/pcp/lib/code"
@@ -212,6 +213,11 @@ func firstLine(path string) (string, error) {
 // Session builds the session configuration from the flags.
 func (f *Flags) Session(log status.Logger) (session.Config, error) {
 	cfg := session.Config{Listen: f.Listen, IdentityFile: f.Identity, Receiver: f.Receives, Log: log}
+	for _, a := range f.Listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return cfg, &UsageError{Err: fmt.Errorf("--listen %q: %w", a, err)}
+		}
+	}
 	var err error
 	if cfg.MDNS, cfg.DHT, err = discovery.ParseMethods(f.Discovery); err != nil {
 		return cfg, &UsageError{Err: fmt.Errorf("--discovery: %w", err)}

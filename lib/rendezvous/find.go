@@ -59,7 +59,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 	tried := map[peer.ID]bool{} // being tried, failed, or waiting to be tried again
 	seen := map[peer.ID]bool{}  // every candidate, for the NotFoundError
 	failures := map[peer.ID]int{}
-	pending, methodsLeft, wrongCodes := 0, len(cfg.Methods), 0
+	pending, methodsLeft, wrongCodes, notPcpSeen := 0, len(cfg.Methods), 0, 0
 	var refused error           // the last candidate that refused to authenticate
 	var settle <-chan time.Time // after a failure, how long to wait for other candidates
 	start := time.Now()
@@ -72,7 +72,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		case errors.Is(ctx.Err(), context.Canceled):
 			return ctx.Err()
 		}
-		return &NotFoundError{Candidates: len(seen), DHT: usesDHT}
+		return &NotFoundError{Candidates: len(seen), NotPcp: notPcpSeen, DHT: usesDHT}
 	}
 	try := func(c discovery.Candidate) {
 		go func() {
@@ -122,6 +122,7 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 				}
 			case errors.Is(r.err, errNotPcp), errors.As(r.err, new(*auth.ProtocolError)):
 				// It answered, but not as a pcp announcer would: never again.
+				notPcpSeen++
 				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, node.ShortID(r.cand.ID), r.err)
 			default:
 				// Unreachable or cut off now is not forever (a sender that is

@@ -144,15 +144,27 @@ func isTimeout(err error) bool {
 type NotFoundError struct {
 	Announcing bool // the announcer waited in vain (else the finder searched)
 	Candidates int  // how many candidates were tried
+	NotPcp     int  // how many of them answered, but not as pcp
 	DHT        bool // whether the DHT was searched (clock skew is then a suspect)
 }
+
+// OnlyNotPcp says whether every candidate answered, but not as pcp: more
+// time would not help.
+func (e *NotFoundError) OnlyNotPcp() bool { return e.NotPcp > 0 && e.NotPcp == e.Candidates }
 
 func (e *NotFoundError) Error() string {
 	if e.Announcing {
 		return "no peer came before the timeout"
 	}
 	msg := "no peer found in time"
-	if e.Candidates > 0 {
+	switch {
+	case e.OnlyNotPcp() && e.NotPcp == 1:
+		msg = "the peer found does not speak pcp (is it a pcp sender, and the address right?)"
+	case e.OnlyNotPcp():
+		msg = fmt.Sprintf("none of the %d peers found speaks pcp", e.NotPcp)
+	case e.Candidates == 1:
+		msg = "no peer found in time (1 candidate could not be reached or did not speak pcp)"
+	case e.Candidates > 1:
 		msg = fmt.Sprintf("no peer found in time (%d candidates could not be reached or did not speak pcp)", e.Candidates)
 	}
 	if e.DHT {

@@ -470,10 +470,10 @@ func TestCandidateWithoutPcp(t *testing.T) {
 	if !errors.As(r.err, &nf) {
 		t.Fatalf("Find: %v, want a NotFoundError", r.err)
 	}
-	if nf.Candidates != 1 || nf.DHT || nf.Announcing {
-		t.Fatalf("NotFoundError %+v, want Candidates 1, no DHT, not announcing", *nf)
+	if nf.Candidates != 1 || nf.NotPcp != 1 || nf.DHT || nf.Announcing {
+		t.Fatalf("NotFoundError %+v, want Candidates 1, NotPcp 1, no DHT, not announcing", *nf)
 	}
-	if !strings.Contains(nf.Error(), "1 candidates could not be reached or did not speak pcp") {
+	if !strings.Contains(nf.Error(), "the peer found does not speak pcp") {
 		t.Fatalf("NotFoundError says %q", nf.Error())
 	}
 	if r.elapsed > 5*time.Second {
@@ -780,5 +780,25 @@ func TestGuessBudgetUnderConcurrentGuesses(t *testing.T) {
 	var tooMany *rendezvous.TooManyGuessesError
 	if !errors.As(err, &tooMany) || tooMany.N != 4 {
 		t.Fatalf("Next: %v, want a TooManyGuessesError with N=4", err)
+	}
+}
+
+// NotFoundError counts in words that agree with the number, and says so
+// when every peer found answered but not as pcp.
+func TestNotFoundErrorWords(t *testing.T) {
+	for _, tt := range []struct {
+		err  rendezvous.NotFoundError
+		want string
+	}{
+		{rendezvous.NotFoundError{}, "no peer found in time"},
+		{rendezvous.NotFoundError{Candidates: 1}, "no peer found in time (1 candidate could not be reached or did not speak pcp)"},
+		{rendezvous.NotFoundError{Candidates: 3}, "no peer found in time (3 candidates could not be reached or did not speak pcp)"},
+		{rendezvous.NotFoundError{Candidates: 1, NotPcp: 1}, "the peer found does not speak pcp (is it a pcp sender, and the address right?)"},
+		{rendezvous.NotFoundError{Candidates: 2, NotPcp: 2}, "none of the 2 peers found speaks pcp"},
+		{rendezvous.NotFoundError{Candidates: 2, NotPcp: 1}, "no peer found in time (2 candidates could not be reached or did not speak pcp)"},
+	} {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }

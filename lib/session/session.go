@@ -259,11 +259,19 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	defer stream.Close()
 	res := Result{Peer: p, Path: path}
 	s.log.Debugf("data connection ready %v after the start", time.Since(start).Round(time.Millisecond))
-	s.log.Infof("peer %s found by %s and authenticated; receiving %s", node.ShortID(p.ID), p.Source, path)
+	s.log.Infof("peer %s %s and authenticated; receiving %s", node.ShortID(p.ID), foundHow(p.Source), path)
 	n, err := pipe.Receive(ctx, stream, dst, timed(&opt, &res))
 	res.Bytes = n
 	res.finish()
 	return res, relayLost(err, stream, path)
+}
+
+// foundHow says how a peer was found, from its discovery source.
+func foundHow(source string) string {
+	if source == "peer" {
+		return "reached at the --peer address"
+	}
+	return "found by " + source
 }
 
 // relayLost names the relay when a relayed transfer failed because the
