@@ -211,12 +211,7 @@ for ((i = 1; i <= dht_runs; i++)); do
 		{ show "$tmp/$tag.send.err"; fail "$tag: the sender did not announce within 30 s"; }
 	spawn 60 /dev/null "$tmp/$tag.recv.out" "$tmp/$tag.recv.err" "$tcpcopy" run -o "$tmp/$tag.recv.run" -- \
 		"$pipe_bin" recv --discovery dht --bootstrap "$bootstrap" --timeout 30s -v "$code"
-	r=$spawned
-	rc=0
-	reap "$r" || rc=$?
-	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: pcp-pipe recv exited $rc"; }
-	reap "$s" || rc=$?
-	((rc == 0)) || { show "$tmp/$tag.send.err"; fail "$tag: pcp-pipe send exited $rc"; }
+	reap_pair "$tag" "$spawned" "$s" pcp-pipe
 	cmp -s "$tmp/tiny" "$tmp/$tag.recv.out" || fail "$tag: the receiver wrote something else than the input"
 	host=$(sed -n 's/^pcp-pipe: host .* started in \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
 	found=$(sed -n 's/^pcp-pipe: dht: authenticated .* (\(.*\) after start)$/\1/p' "$tmp/$tag.recv.err")
@@ -270,13 +265,8 @@ send_run() {
 	s=$spawned
 	spawn 180 /dev/null /dev/null "$tmp/$tag.recv.err" "$tcpcopy" run -o "$tmp/$tag.recv.run" -- \
 		"$pcp_bin" receive --discovery mdns --timeout 60s --yes --output "$out" -v "$code"
-	r=$spawned
-	rc=0
-	reap "$r" || rc=$?
-	t1=$EPOCHREALTIME
-	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: pcp receive exited $rc"; }
-	reap "$s" || rc=$?
-	((rc == 0)) || { show "$tmp/$tag.send.err"; show "$tmp/$tag.recv.err"; fail "$tag: pcp send exited $rc"; }
+	reap_pair "$tag" "$spawned" "$s" pcp
+	t1=$reaped_at
 
 	# pcp: received 1.0 GiB (310.2 MiB on the wire) in 1.234s (829.8 MiB/s), over the LAN (tcp); digest verified
 	# (without "(… on the wire)" when the wire carried as many bytes as the files hold)
@@ -327,13 +317,8 @@ croc_run() {
 	t0=$EPOCHREALTIME
 	spawn 180 /dev/null "$tmp/$tag.recv.out" "$tmp/$tag.recv.err" "$tcpcopy" run -o "$tmp/$tag.recv.run" -- \
 		env HOME="$tmp/croc-home" CROC_SECRET="$secret" "$croc_bin" --yes --overwrite --relay 127.0.0.1:9009 --pass bench --out "$out"
-	r=$spawned
-	rc=0
-	reap "$r" || rc=$?
-	t1=$EPOCHREALTIME
-	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: croc receive exited $rc"; }
-	reap "$s" || rc=$?
-	((rc == 0)) || { show "$tmp/$tag.send.err"; fail "$tag: croc send exited $rc"; }
+	reap_pair "$tag" "$spawned" "$s" croc
+	t1=$reaped_at
 	got=$out/$(basename -- "$input")
 	timeout 60 cmp -- "$input" "$got" || fail "$tag: croc's file differs from the input"
 	rm -rf -- "$out"

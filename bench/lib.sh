@@ -79,6 +79,19 @@ reap() {
 	return "$rc"
 }
 
+# reap_pair TAG RECV SEND WHO: wait for the receiver RECV, then for its
+# sender SEND (both spawned with stderr in $tmp/TAG.recv.err and
+# $tmp/TAG.send.err); unless both exit 0, show their logs and fail, naming
+# WHO ("pcp-pipe", "croc"...). Sets reaped_at to when the receiver exited.
+reap_pair() {
+	local tag=$1 r=$2 s=$3 who=$4 rc=0
+	reap "$r" || rc=$?
+	reaped_at=$EPOCHREALTIME
+	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: $who receiver exited $rc"; }
+	reap "$s" || rc=$?
+	((rc == 0)) || { show "$tmp/$tag.send.err"; show "$tmp/$tag.recv.err"; fail "$tag: $who sender exited $rc"; }
+}
+
 # wait_for FILE REGEX SECONDS [PID]: wait until a line of FILE matches REGEX;
 # fail after SECONDS, or as soon as PID has ended.
 wait_for() {

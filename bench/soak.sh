@@ -30,13 +30,8 @@ spawn 1800 /dev/null /dev/null "$tmp/soak.send.err" env PCP_STATS=1s \
 	bash -c 'set -o pipefail; "$1" gen "$2" | "$3" send --discovery mdns --timeout 60s -v --code "$4"' _ "$tcpcopy" "$soak_bytes" "$pipe_bin" "$code"
 s=$spawned
 spawn 1800 /dev/null /dev/null "$tmp/soak.recv.err" env PCP_STATS=1s "$pipe_bin" recv --discovery mdns --timeout 60s -v "$code"
-r=$spawned
-rc=0
-reap "$r" || rc=$?
-t1=$EPOCHREALTIME
-((rc == 0)) || { show "$tmp/soak.recv.err"; show "$tmp/soak.send.err"; fail "pcp-pipe recv exited $rc"; }
-reap "$s" || rc=$?
-((rc == 0)) || { show "$tmp/soak.send.err"; fail "pcp-pipe send exited $rc"; }
+reap_pair soak "$spawned" "$s" pcp-pipe
+t1=$reaped_at
 # The digest covers every byte and the length: the stream arrived whole.
 grep -q "digest verified" "$tmp/soak.recv.err" || { show "$tmp/soak.recv.err"; fail "no 'digest verified' from the receiver"; }
 wall=$(calc 't1 - t0' t1="$t1" t0="$t0")
@@ -52,7 +47,7 @@ series() {
 judge() {
 	local side=$1 file=$2 n first
 	n=$(series "$file" | wc -l)
-	((n >= 3)) || { show "$file"; fail "$side: fewer than 3 stats lines"; }
+	((n >= 3)) || { show "$file"; fail "$side: fewer than 3 stats lines (a run of 3 s or more is needed: is SOAK_BYTES too small?)"; }
 	echo "  $side, one row a second (goroutines/rss_mib/fds/go_heap_mib):"
 	series "$file" | awk '{ printf "%s%s/%s/%s/%s", (NR % 8 == 1 ? "    " : " "), $1, $2, $3, $4; if (NR % 8 == 0) print "" } END { if (NR % 8) print "" }'
 	# The row at one twentieth of the run (at least the first).

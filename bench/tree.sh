@@ -67,13 +67,8 @@ pcp_tree_run() {
 	wait_for "$tmp/$tag.send.err" 'mdns: announcing' 120 "$s" || { show "$tmp/$tag.send.err"; fail "$tag: pcp send did not announce"; }
 	spawn 600 /dev/null /dev/null "$tmp/$tag.recv.err" "$tcpcopy" run -o "$tmp/$tag.recv.run" -- \
 		"$pcp_bin" receive --discovery mdns --timeout 120s --yes --output "$out" -v "$code"
-	r=$spawned
-	rc=0
-	reap "$r" || rc=$?
-	t1=$EPOCHREALTIME
-	((rc == 0)) || { show "$tmp/$tag.recv.err"; show "$tmp/$tag.send.err"; fail "$tag: pcp receive exited $rc"; }
-	reap "$s" || rc=$?
-	((rc == 0)) || { show "$tmp/$tag.send.err"; fail "$tag: pcp send exited $rc"; }
+	reap_pair "$tag" "$spawned" "$s" pcp
+	t1=$reaped_at
 	grep -q "^pcp: receiving \"tree\": .* in $tree_items items\$" "$tmp/$tag.recv.err" ||
 		{ show "$tmp/$tag.recv.err"; fail "$tag: the offer did not hold $tree_items items"; }
 	if (($2)); then
