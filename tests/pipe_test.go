@@ -403,3 +403,32 @@ func TestCallMistakesAndStrangers(t *testing.T) {
 		t.Errorf("--peer at a host that is not pcp: %q", s)
 	}
 }
+
+// A second receiver of a code whose sender is busy with the first is told
+// so at once and exits 1, instead of searching until its timeout; the
+// first transfer goes on undisturbed.
+func TestBusySenderTellsTheSecondReceiver(t *testing.T) {
+	netns.Require(t)
+	c := newCode(t)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
+	first := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	first.waitStdout(64<<10, 20*time.Second)
+
+	begin := time.Now()
+	second := start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "60s", c), nil)
+	second.expectExit(20*time.Second, 1)
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("the second receiver took %v to learn that the sender is busy", took)
+	}
+	if !strings.Contains(second.stderr.String(), "the sender is already sending to another receiver") {
+		t.Errorf("the second receiver said %q", second.stderr.String())
+	}
+	if len(second.stdout.Bytes()) != 0 {
+		t.Errorf("the second receiver wrote %d bytes", len(second.stdout.Bytes()))
+	}
+	stop() // the sender's input ends: the first transfer completes
+	first.expectExit(20*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+}

@@ -215,7 +215,9 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	if err != nil {
 		return Result{}, waitError(ctx, err, true)
 	}
-	a.Close()
+	busy, stopBusy := context.WithCancel(ctx)
+	defer stopBusy()
+	go s.refuseOthers(busy, a)
 	defer p.Stream.Close()
 	data := route.Expect(s.Host, p.Stream)
 	if err := p.Accept(); err != nil {
@@ -264,6 +266,29 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	res.Bytes = n
 	res.finish()
 	return res, relayLost(err, stream, path)
+}
+
+// Busy is what the sender tells a finder that proves the code while it
+// sends to another.
+const Busy = "the sender is already sending to another receiver of this code (it serves one)"
+
+// refuseOthers answers, until ctx ends, each finder that proves the code
+// while the one accepted is served: it is told at once that the sender is
+// busy, instead of searching until its timeout. Announcing goes on for
+// that: a finder that cannot find the sender learns nothing.
+func (s *Session) refuseOthers(ctx context.Context, a *rendezvous.Announcer) {
+	for {
+		p, err := a.Next(ctx)
+		if err != nil {
+			return
+		}
+		if p.Want == rendezvous.WantRendezvous {
+			p.Meet()
+			continue
+		}
+		s.log.Debugf("peer %s proved the code too; told that this transfer is under way", node.ShortID(p.ID))
+		go p.Reject(Busy)
+	}
 }
 
 // foundHow says how a peer was found, from its discovery source.
