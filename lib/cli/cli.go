@@ -93,7 +93,7 @@ func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Con
 		return ExitOK
 	}
 	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("interrupted: %w", context.Canceled)
+		err = errInterrupted
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", prog, err)
@@ -103,6 +103,16 @@ func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Con
 	}
 	return ExitCode(err)
 }
+
+// errInterrupted ends a command stopped by SIGINT or SIGTERM: it says only
+// "interrupted" (not Go's "context canceled") and matches context.Canceled,
+// hence exit 130.
+var errInterrupted error = interrupted{}
+
+type interrupted struct{}
+
+func (interrupted) Error() string        { return "interrupted" }
+func (interrupted) Is(target error) bool { return target == context.Canceled }
 
 func hintFor(err error) string {
 	var notFound *rendezvous.NotFoundError

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,4 +137,22 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// An interrupted command says "interrupted", not Go's "context canceled",
+// and exits 130.
+func TestInterruptedSaysSo(t *testing.T) {
+	var out syncWriter
+	code := Main("pcp-test", nil, &out, func(ctx context.Context, _ []string) error {
+		syscall.Kill(os.Getpid(), syscall.SIGINT)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting: %w", ctx.Err())
+		case <-time.After(5 * time.Second):
+			return errors.New("no signal")
+		}
+	})
+	if code != ExitInterrupted || out.String() != "pcp-test: error: interrupted\n" {
+		t.Fatalf("exit %d, stderr %q; want 130 and \"pcp-test: error: interrupted\"", code, out.String())
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	mrand "math/rand/v2"
@@ -1378,3 +1379,22 @@ func TestReceiverReportsOnlyToASenderThatTakesIt(t *testing.T) {
 	a.CloseWrite()
 	await(t, recv, "Receive")
 }
+
+// What the sender is told of a refusal: an error's own words for its peer,
+// "interrupted" for a receiver stopped while it decided, else the error.
+func TestPeerMessage(t *testing.T) {
+	for err, want := range map[error]string{
+		fmt.Errorf("asking: %w", context.Canceled): "interrupted",
+		errors.New("declined"):                     "declined",
+		fmt.Errorf("checking: %w", forPeer{}):      "said to the peer",
+	} {
+		if got := peerMessage(err); got != want {
+			t.Errorf("peerMessage(%v) = %q, want %q", err, got, want)
+		}
+	}
+}
+
+type forPeer struct{}
+
+func (forPeer) Error() string       { return "said here" }
+func (forPeer) PeerMessage() string { return "said to the peer" }

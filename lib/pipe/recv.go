@@ -119,8 +119,11 @@ type PeerMessager interface {
 // peerMessage is what the sender is told of an Accept error.
 func peerMessage(err error) string {
 	var m PeerMessager
-	if errors.As(err, &m) {
+	switch {
+	case errors.As(err, &m):
 		return m.PeerMessage()
+	case errors.Is(err, context.Canceled):
+		return "interrupted" // while deciding, not Go's "context canceled"
 	}
 	return err.Error()
 }
