@@ -539,3 +539,29 @@ func TestRefusalsSayWhoMustAct(t *testing.T) {
 		t.Errorf("sender: %q, want it told that the receiver lacks space", send.stderr.String())
 	}
 }
+
+// A file the sender may not read fails pcp send before any code is shown,
+// naming it, instead of after the receiver said yes. (As root every file
+// is readable: the sender runs as nobody.)
+func TestUnreadableFileFailsBeforeTheCode(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	if err := os.Chmod(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	proj := filepath.Join(src, "proj")
+	if err := os.Mkdir(proj, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(proj, "ok.txt"), []byte("ok\n"), 0o644)
+	os.WriteFile(filepath.Join(proj, "secret"), []byte("root only\n"), 0o600)
+	sc := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		binary(t, "pcp"), "send", "-v", "--discovery", "mdns", "--code", newCode(t), "proj")
+	sc.Dir = src
+	send := start(t, sc, nil)
+	send.expectExit(10*time.Second, 1)
+	s := send.stderr.String()
+	if !strings.Contains(s, "cannot send proj/secret: permission denied (you may not read it)") || strings.Contains(s, "announcing") {
+		t.Errorf("pcp send as nobody of a tree with a root-only file: %q; want it refused, naming the file, before announcing", s)
+	}
+}

@@ -72,8 +72,9 @@ const (
 // Inside folders, what receivers would refuse is left out and counted in
 // Summary.Skipped (symlinks that point outside, FIFOs, sockets, devices),
 // as is what sel excludes. Errors name the path: a path given that does
-// not exist or cannot be sent, an unreadable directory, two paths with the
-// same base name, a bad pattern.
+// not exist or cannot be sent, a file or directory that this process may
+// not read (by its mode bits), two paths with the same base name, a bad
+// pattern.
 func Scan(paths []string, sel Selection) (Summary, error) {
 	var sum Summary
 	if err := sel.check(); err != nil {
@@ -86,7 +87,7 @@ func Scan(paths []string, sel Selection) (Summary, error) {
 	for _, t := range tops {
 		sum.Names = append(sum.Names, t.name)
 	}
-	w := &walker{ctx: context.Background(), sel: sel, fileInfo: true, fn: func(e walkEntry) error {
+	w := &walker{ctx: context.Background(), sel: sel, fileInfo: true, perms: currentPermissions(), fn: func(e walkEntry) error {
 		sum.Count++
 		if e.info.Mode().IsRegular() {
 			sum.Size += e.info.Size()

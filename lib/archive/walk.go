@@ -98,6 +98,9 @@ type walker struct {
 	fn       func(walkEntry) error
 	skipped  Skipped
 	folders  []fs.FileInfo // the folders being walked, outermost first
+	// perms, when not nil, fails the walk on a file or folder this
+	// process may not read: Scan finds that out before any code is shown.
+	perms *permissions
 }
 
 func (w *walker) walk(tops []topEntry) error {
@@ -164,6 +167,13 @@ func (w *walker) visit(e walkEntry, top bool) error {
 	default:
 		w.skipped.Special++
 		return nil
+	}
+	if (mode.IsRegular() || mode.IsDir()) && !w.perms.readable(e.info) {
+		what := "read it"
+		if mode.IsDir() {
+			what = "list and enter it"
+		}
+		return fmt.Errorf("cannot send %s: permission denied (you may not %s)", e.path, what)
 	}
 	if err := w.fn(e); err != nil {
 		return err
