@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pcp-dev/pcp/internal/netns"
@@ -431,4 +432,34 @@ func TestBusySenderTellsTheSecondReceiver(t *testing.T) {
 	stop() // the sender's input ends: the first transfer completes
 	first.expectExit(20*time.Second, 0)
 	send.expectExit(10*time.Second, 0)
+}
+
+// Once the peers have met (here over mDNS), the DHT keeps quiet about its
+// bootstrap peers, which do not answer: no warning lands in the middle of
+// a transfer that works.
+func TestNoDHTWarningAfterThePeersMet(t *testing.T) {
+	netns.Require(t)
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id)
+	c := newCode(t)
+	ctx, stop := context.WithTimeout(context.Background(), 12*time.Second)
+	defer stop()
+	args := []string{"--discovery", "mdns,dht", "--bootstrap", dead, "--code", c}
+	send := start(t, command(t, "pcp-pipe", append([]string{"send"}, args...)...), slowReader{ctx})
+	recv := start(t, command(t, "pcp-pipe", append([]string{"recv", "--timeout", "30s"}, args...)...), nil)
+	recv.waitStdout(64<<10, 10*time.Second)
+	recv.expectExit(30*time.Second, 0) // the input ends after 12 s, past the 10 s warning
+	send.expectExit(10*time.Second, 0)
+	for name, p := range map[string]*proc{"sender": send, "receiver": recv} {
+		if s := p.stderr.String(); strings.Contains(s, "bootstrap peer") {
+			t.Errorf("the %s warned about the DHT after the peers met:\n%s", name, s)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -26,6 +27,23 @@ const BootstrapWarning = 10 * time.Second
 // DefaultBootstrap returns the public IPFS bootstrap peers.
 func DefaultBootstrap() []peer.AddrInfo {
 	return dht.GetDefaultBootstrapPeerAddrInfos()
+}
+
+// samePeers says whether a and b name the same peers.
+func samePeers(a, b []peer.AddrInfo) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	ids := make(map[peer.ID]bool, len(a))
+	for _, ai := range a {
+		ids[ai.ID] = true
+	}
+	for _, bi := range b {
+		if !ids[bi.ID] {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseAddrs parses full multiaddrs (ending in /p2p/<peer ID>).
@@ -56,7 +74,16 @@ type DHT struct {
 	log       status.Logger
 	ready     chan struct{}
 	readyOnce sync.Once
+	// public: the bootstrap peers are the public IPFS ones, by default.
+	public bool
+	// met: the peer was found, by whatever method; a late warning about
+	// the bootstrap peers would only worry the user.
+	met atomic.Bool
 }
+
+// PeerMet tells the DHT that the peer was found and authenticated (by any
+// method): it keeps quiet about bootstrap peers from then on.
+func (d *DHT) PeerMet() { d.met.Store(true) }
 
 // StartDHT starts a DHT node on h, in server mode for `pcp node` and in
 // client mode for the transfer commands (a short-lived command must not
@@ -71,7 +98,7 @@ func StartDHT(ctx context.Context, h host.Host, server bool, bootstrap []peer.Ad
 	if err != nil {
 		return nil, fmt.Errorf("start dht: %w", err)
 	}
-	d := &DHT{host: h, dht: kad, bootstrap: bootstrap, log: log, ready: make(chan struct{})}
+	d := &DHT{host: h, dht: kad, bootstrap: bootstrap, log: log, ready: make(chan struct{}), public: samePeers(bootstrap, DefaultBootstrap())}
 	go d.connect(ctx)
 	return d, nil
 }
@@ -110,9 +137,13 @@ func (d *DHT) connect(ctx context.Context) {
 			d.readyOnce.Do(func() { close(d.ready) })
 			return
 		}
-		if !warned && len(d.bootstrap) > 0 && time.Since(start) > BootstrapWarning {
+		if !warned && len(d.bootstrap) > 0 && time.Since(start) > BootstrapWarning && !d.met.Load() {
 			warned = true
-			d.log.Infof("dht: no bootstrap peer answered within %v; still trying (is --bootstrap right?)", BootstrapWarning)
+			if d.public {
+				d.log.Infof("dht: none of the public IPFS bootstrap peers answered within %v; still trying (no internet here? --discovery mdns looks on the LAN only)", BootstrapWarning)
+			} else {
+				d.log.Infof("dht: no bootstrap peer answered within %v; still trying (is --bootstrap right?)", BootstrapWarning)
+			}
 		}
 		if sleep(ctx, 10*time.Millisecond) != nil {
 			return

@@ -232,6 +232,7 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	defer stream.Close()
 	res := Result{Peer: p, Path: path}
 	s.log.Debugf("data connection ready %v after the start", time.Since(start).Round(time.Millisecond))
+	s.peerMet()
 	s.log.Infof("peer %s authenticated; sending %s", node.ShortID(p.ID), path)
 	if opt.Route != nil {
 		opt.Route(path)
@@ -261,6 +262,7 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	defer stream.Close()
 	res := Result{Peer: p, Path: path}
 	s.log.Debugf("data connection ready %v after the start", time.Since(start).Round(time.Millisecond))
+	s.peerMet()
 	s.log.Infof("peer %s %s and authenticated; receiving %s", node.ShortID(p.ID), foundHow(p.Source), path)
 	n, err := pipe.Receive(ctx, stream, dst, timed(&opt, &res))
 	res.Bytes = n
@@ -288,6 +290,13 @@ func (s *Session) refuseOthers(ctx context.Context, a *rendezvous.Announcer) {
 		}
 		s.log.Debugf("peer %s proved the code too; told that this transfer is under way", node.ShortID(p.ID))
 		go p.Reject(Busy)
+	}
+}
+
+// peerMet quiets the discovery that goes on once the peer is there.
+func (s *Session) peerMet() {
+	if s.dht != nil {
+		s.dht.PeerMet()
 	}
 }
 
