@@ -53,13 +53,9 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if left := out.Offer().Skipped; len(left) > 0 {
+	if note := out.Skipping(); note != "" {
 		// Said even without a terminal: the receiver gets less than the folder.
-		hint := ""
-		if left["outside"] > 0 {
-			hint = "; -L sends what links point to"
-		}
-		fmt.Fprintf(os.Stderr, "pcp: skipping %s%s\n", files.DescribeSkipped(left), hint)
+		fmt.Fprintf(os.Stderr, "pcp: %s\n", note)
 	}
 	s, err := f.Start(ctx, log)
 	if err != nil {

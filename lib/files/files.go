@@ -71,6 +71,21 @@ type Outgoing struct {
 // Offer is what the receiver will be asked to accept.
 func (o *Outgoing) Offer() Offer { return Offer{o.header} }
 
+// Skipping says what the folders sent hold that is left out, for the
+// sender to tell before it waits ("skipping 2 symlinks that point outside
+// the folder; -L sends what links point to"); "" when nothing is.
+func (o *Outgoing) Skipping() string {
+	left := o.header.Skipped
+	if len(left) == 0 {
+		return ""
+	}
+	hint := ""
+	if left["outside"] > 0 {
+		hint = "; -L sends what links point to"
+	}
+	return "skipping " + DescribeSkipped(left) + hint
+}
+
 // Prepare checks paths ("-" for stdin) and sums them up, before any peer is
 // involved, so that a mistake shows before a code is handed out.
 func Prepare(paths []string, stdin io.Reader, opt SendOptions) (*Outgoing, error) {
