@@ -157,11 +157,14 @@ func TestAutoCompressesHarderForASlowOutput(t *testing.T) {
 		defer mu.Unlock()
 		moves = append(moves, f)
 	}
-	w := &linkWriter{rate: 10e6}
+	// 5 MB/s: slow enough that the stronger levels keep up with it even
+	// when the other test packages share the 2 cores (at 10 MB/s a loaded
+	// machine made the fastest level the right choice, and the test failed).
+	w := &linkWriter{rate: 5e6}
 	st := compressAll(t, w, Options{Level: Auto, Debugf: debugf}, text, 256<<10)
 	t.Logf("bytes by level %v, %d -> %d bytes, %d level changes", st.Levels, st.In, st.Out, len(moves))
 	if hard := st.Levels[Default] + st.Levels[Better] + st.Levels[Best]; hard < st.In/2 {
-		t.Fatalf("over a 10 MB/s output most data should be compressed above the fastest level: %v", st.Levels)
+		t.Fatalf("over a 5 MB/s output most data should be compressed above the fastest level: %v", st.Levels)
 	}
 }
 
