@@ -565,3 +565,44 @@ func TestUnreadableFileFailsBeforeTheCode(t *testing.T) {
 		t.Errorf("pcp send as nobody of a tree with a root-only file: %q; want it refused, naming the file, before announcing", s)
 	}
 }
+
+// On a terminal, names that exist in the output folder are asked about
+// before the offer is answered: yes replaces them all, no refuses the
+// offer and the sender is told that the receiver has them.
+func TestReplaceQuestionOnATerminal(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	for _, n := range []string{"a.txt", "b.txt"} {
+		os.WriteFile(filepath.Join(src, n), []byte("new "+n+"\n"), 0o644)
+	}
+	for _, answer := range []string{"n", "y"} {
+		out := t.TempDir()
+		for _, n := range []string{"a.txt", "b.txt"} {
+			os.WriteFile(filepath.Join(out, n), []byte("old\n"), 0o644)
+		}
+		c := newCode(t)
+		sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "a.txt", "b.txt")
+		sc.Dir = src
+		send := start(t, sc, nil)
+		recvCmd := strings.Join([]string{binary(t, "pcp"), "receive", "--discovery", "mdns", "--output", out, "--timeout", "20s", c}, " ")
+		// The answer to the replace question, then to the offer's.
+		recv := start(t, exec.Command("script", "-qefc", recvCmd, "/dev/null"), strings.NewReader(answer+"\ny\n"))
+		status := recv.wait(30 * time.Second)
+		send.wait(10 * time.Second)
+		screen := recv.stdout.String()
+		if !strings.Contains(screen, `"a.txt", "b.txt" exist in `+out+"; replace them? [y/N]") {
+			t.Fatalf("answer %s: no replace question on the screen:\n%s", answer, screen)
+		}
+		got, _ := os.ReadFile(filepath.Join(out, "b.txt"))
+		switch answer {
+		case "n":
+			if status == 0 || string(got) != "old\n" || !strings.Contains(send.stderr.String(), "the receiver already has a.txt") {
+				t.Fatalf("answering n: exit %d, b.txt %q, sender:\n%s", status, got, send.stderr.String())
+			}
+		case "y":
+			if status != 0 || string(got) != "new b.txt\n" {
+				t.Fatalf("answering y: exit %d, b.txt %q\n%s", status, got, screen)
+			}
+		}
+	}
+}

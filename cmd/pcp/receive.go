@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pcp-dev/pcp/lib/cli"
@@ -49,8 +50,12 @@ func receive(ctx context.Context, args []string) error {
 		return nil
 	}
 	if !yes {
-		opt.ReplaceExisting = func(name string) (bool, error) {
-			return cli.Ask(ctx, "pcp", name+" exists in "+opt.Dir+"; replace it?", "--overwrite")
+		opt.ReplaceExisting = func(names []string) (bool, error) {
+			q := strings.Join(names, ", ") + " exists in " + opt.Dir + "; replace it?"
+			if len(names) > 1 {
+				q = strings.Join(names, ", ") + " exist in " + opt.Dir + "; replace them?"
+			}
+			return cli.Ask(ctx, "pcp", q, "--overwrite")
 		}
 		opt.Confirm = func(o files.Offer) error {
 			ok, err := cli.Ask(ctx, "pcp", "receive "+o.String()+"?", "--yes")

@@ -10,6 +10,8 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -306,10 +308,11 @@ type ReceiveOptions struct {
 	// Nil accepts.
 	Confirm func(Offer) error
 	// ReplaceExisting, when not nil and Overwrite is not set, is asked
-	// about an offered name that exists in Dir (quoted, as %q), before the
-	// offer is answered: true replaces it as Overwrite would, false (or an
-	// error) refuses the offer. Nil refuses such an offer at once.
-	ReplaceExisting func(name string) (bool, error)
+	// about the offered names that exist in Dir (each quoted, as %q),
+	// before the offer is answered: true replaces them as Overwrite would,
+	// false (or an error) refuses the offer. Nil refuses such an offer at
+	// once.
+	ReplaceExisting func(names []string) (bool, error)
 	// Timeout bounds the search for the sender (0: no limit).
 	Timeout time.Duration
 	// Progress is called with the bytes extracted so far and the total
@@ -426,7 +429,7 @@ func (r *receiver) accept(h pipe.Header) error {
 		err := x.CheckNames(h.Names)
 		var exists *archive.ExistsError
 		if errors.As(err, &exists) && r.opt.ReplaceExisting != nil {
-			replace, aerr := r.opt.ReplaceExisting(fmt.Sprintf("%q", exists.Name))
+			replace, aerr := r.opt.ReplaceExisting(existing(r.opt.Dir, h.Names))
 			switch {
 			case aerr != nil:
 				return aerr
@@ -458,6 +461,20 @@ func (r *receiver) accept(h pipe.Header) error {
 		close(r.extracted)
 	}()
 	return nil
+}
+
+// existing returns the names of offered that exist in dir, quoted.
+func existing(dir string, offered []string) []string {
+	var names []string
+	for _, n := range offered {
+		if n == "" || n == "." || n == ".." || strings.ContainsAny(n, `/\`) {
+			continue // not a name (CheckNames refuses it): look nowhere else
+		}
+		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+			names = append(names, fmt.Sprintf("%q", n))
+		}
+	}
+	return names
 }
 
 // offerLimits bounds what may come by what was accepted, with slack for
