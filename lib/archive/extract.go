@@ -197,6 +197,22 @@ func (e *Extractor) CheckNames(names []string) error {
 	return nil
 }
 
+// Existing returns the offered names (each a single valid name, as
+// CheckNames wants) that exist in the destination; others are skipped.
+func (e *Extractor) Existing(names []string) []string {
+	var found []string
+	for _, name := range names {
+		if parts, reason := splitName(name); reason != "" || len(parts) != 1 || parts[0] != name {
+			continue
+		}
+		var exists *ExistsError
+		if errors.As(e.checkAbsent(name), &exists) {
+			found = append(found, name)
+		}
+	}
+	return found
+}
+
 // checkAbsent fails if name exists in the destination.
 func (e *Extractor) checkAbsent(name string) error {
 	_, err := os.Lstat(filepath.Join(e.dir, filepath.FromSlash(name)))

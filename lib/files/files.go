@@ -10,8 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -237,11 +235,14 @@ func (o Offer) String() string {
 
 // skipReasons are the reasons of pipe.Header.Skipped, in the order they
 // are told, with the words for one entry and for several.
-var skipReasons = []struct{ key, one, many string }{
-	{"outside", "symlink that points outside the folder", "symlinks that point outside the folder"},
-	{"broken", "symlink that leads nowhere or in a circle", "symlinks that lead nowhere or in a circle"},
-	{"special", "FIFO, socket or device", "FIFOs, sockets or devices"},
-	{"excluded", "entry excluded by a pattern", "entries excluded by a pattern"},
+var skipReasons = []struct {
+	key, one, many string
+	count          func(archive.Skipped) int64
+}{
+	{"outside", "symlink that points outside the folder", "symlinks that point outside the folder", func(s archive.Skipped) int64 { return s.Outside }},
+	{"broken", "symlink that leads nowhere or in a circle", "symlinks that lead nowhere or in a circle", func(s archive.Skipped) int64 { return s.Broken }},
+	{"special", "FIFO, socket or device", "FIFOs, sockets or devices", func(s archive.Skipped) int64 { return s.Special }},
+	{"excluded", "entry excluded by a pattern", "entries excluded by a pattern", func(s archive.Skipped) int64 { return s.Excluded }},
 }
 
 // skippedCounts are the counts of s by reason, nil when nothing was left out.
@@ -250,9 +251,9 @@ func skippedCounts(s archive.Skipped) map[string]int64 {
 		return nil
 	}
 	m := map[string]int64{}
-	for key, n := range map[string]int64{"outside": s.Outside, "broken": s.Broken, "special": s.Special, "excluded": s.Excluded} {
-		if n > 0 {
-			m[key] = n
+	for _, r := range skipReasons {
+		if n := r.count(s); n > 0 {
+			m[r.key] = n
 		}
 	}
 	return m
@@ -429,7 +430,7 @@ func (r *receiver) accept(h pipe.Header) error {
 		err := x.CheckNames(h.Names)
 		var exists *archive.ExistsError
 		if errors.As(err, &exists) && r.opt.ReplaceExisting != nil {
-			replace, aerr := r.opt.ReplaceExisting(existing(r.opt.Dir, h.Names))
+			replace, aerr := r.opt.ReplaceExisting(quoteAll(x.Existing(h.Names)))
 			switch {
 			case aerr != nil:
 				return aerr
@@ -461,20 +462,6 @@ func (r *receiver) accept(h pipe.Header) error {
 		close(r.extracted)
 	}()
 	return nil
-}
-
-// existing returns the names of offered that exist in dir, quoted.
-func existing(dir string, offered []string) []string {
-	var names []string
-	for _, n := range offered {
-		if n == "" || n == "." || n == ".." || strings.ContainsAny(n, `/\`) {
-			continue // not a name (CheckNames refuses it): look nowhere else
-		}
-		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
-			names = append(names, fmt.Sprintf("%q", n))
-		}
-	}
-	return names
 }
 
 // offerLimits bounds what may come by what was accepted, with slack for
