@@ -119,15 +119,29 @@ func Finder(rw io.ReadWriter, password []byte, peers Peers, pipelined []byte) (t
 	return 0, protocolErrorf("unexpected %v frame", t)
 }
 
-// Announcer authenticates the stream from the accepting side (PAKE role 1).
-// It returns nil only when the finder proved it knows password; on a wrong
-// MAC it tells the finder AUTH_FAILED and returns ErrWrongCode.
+// Announcer authenticates the stream from the accepting side (PAKE role 1):
+// ReadFinderMessage, then AnswerFinder.
 func Announcer(rw io.ReadWriter, password []byte, peers Peers) error {
-	r := frame.NewReader(rw, MaxMessage)
-	msg, err := expect(r, frame.PAKE)
+	msg, err := ReadFinderMessage(rw)
 	if err != nil {
 		return err
 	}
+	return AnswerFinder(rw, msg, password, peers)
+}
+
+// ReadFinderMessage reads the finder's PAKE message, the first frame of an
+// authentication. It costs the announcer nothing yet: the guess begins
+// with AnswerFinder.
+func ReadFinderMessage(r io.Reader) ([]byte, error) {
+	return expect(frame.NewReader(r, MaxMessage), frame.PAKE)
+}
+
+// AnswerFinder goes on from the finder's PAKE message msg (from
+// ReadFinderMessage) on the accepting side (PAKE role 1). It returns nil
+// only when the finder proved it knows password; on a wrong MAC it tells
+// the finder AUTH_FAILED and returns ErrWrongCode.
+func AnswerFinder(rw io.ReadWriter, msg, password []byte, peers Peers) error {
+	r := frame.NewReader(rw, MaxMessage)
 	p, err := pake.InitCurve(password, 1, Curve)
 	if err != nil {
 		return fmt.Errorf("pake init: %w", err)

@@ -3,10 +3,14 @@ package rendezvous
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/pcp-dev/pcp/lib/auth"
 	"github.com/pcp-dev/pcp/lib/frame"
@@ -20,13 +24,14 @@ type Announcer struct {
 	cancel   context.CancelFunc
 	peers    chan *Peer
 	fatal    chan error
-	sem      chan struct{}
 
-	mu       sync.Mutex
-	failures int
-	inFlight int  // authentications under way, each a possible wrong guess
-	spent    bool // the guess budget ran out: authenticate no one any more
-	closed   bool
+	mu         sync.Mutex
+	pendingAll int            // streams not yet authenticated
+	pending    map[string]int // of those, by source and by peer ID
+	failures   int
+	inFlight   int  // authentications under way, each a possible wrong guess
+	spent      bool // the guess budget ran out: authenticate no one any more
+	closed     bool
 }
 
 // Announce starts announcing cfg.Code's channel with every method and
@@ -40,7 +45,7 @@ func Announce(ctx context.Context, cfg Config) *Announcer {
 		cancel:   cancel,
 		peers:    make(chan *Peer),
 		fatal:    make(chan error, 1),
-		sem:      make(chan struct{}, MaxPendingAuth),
+		pending:  map[string]int{},
 	}
 	cfg.Host.SetStreamHandler(Protocol, func(s network.Stream) { a.handle(actx, s) })
 	for _, m := range cfg.Methods {
@@ -83,30 +88,41 @@ func (a *Announcer) Close() {
 }
 
 func (a *Announcer) handle(ctx context.Context, s network.Stream) {
+	if a.budgetSpent() { // even the right code is too late
+		a.refuse(s)
+		return
+	}
+	finder := s.Conn().RemotePeer()
+	leave, ok := a.admit(finder, sourceOf(s.Conn().RemoteMultiaddr()))
+	if !ok {
+		s.Reset() // too many finders authenticating at once, or from one place
+		return
+	}
+	defer leave()
+	start := time.Now()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+
+	// The finder speaks first. A stream that stays silent is dropped
+	// soon, and only its PAKE message makes it a guess.
+	s.SetDeadline(start.Add(FirstMessageTimeout))
+	msg, err := auth.ReadFinderMessage(s)
+	if err != nil {
+		a.cfg.Log.Debugf("no authentication from %s: %v", node.ShortID(finder), err)
+		s.Reset()
+		return
+	}
 	switch a.reserve() {
-	case budgetSpent: // even the right code is too late
-		auth.Refuse(s, "too many wrong codes were tried; this code no longer works: start again with a new one")
-		s.Close()
+	case budgetSpent:
+		a.refuse(s)
 		return
 	case budgetBusy: // the guesses in flight could spend the rest: later
 		s.Reset()
 		return
 	}
 	defer a.release()
-	select {
-	case a.sem <- struct{}{}:
-		defer func() { <-a.sem }()
-	default:
-		s.Reset() // too many finders authenticating at once
-		return
-	}
-	finder := s.Conn().RemotePeer()
-	start := time.Now()
 	s.SetDeadline(start.Add(AuthTimeout))
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-
-	err := auth.Announcer(s, a.password, auth.Peers{Announcer: a.cfg.Host.ID(), Finder: finder})
+	err = auth.AnswerFinder(s, msg, a.password, auth.Peers{Announcer: a.cfg.Host.ID(), Finder: finder})
 	if errors.Is(err, auth.ErrWrongCode) {
 		s.Close()
 		a.wrongCode(node.ShortID(finder))
@@ -133,6 +149,59 @@ func (a *Announcer) handle(ctx context.Context, s network.Stream) {
 	case <-ctx.Done():
 		s.Reset()
 	}
+}
+
+// refuse tells a finder that no code works any more.
+func (a *Announcer) refuse(s network.Stream) {
+	s.SetWriteDeadline(time.Now().Add(FirstMessageTimeout))
+	auth.Refuse(s, "too many wrong codes were tried; this code no longer works: start again with a new one")
+	s.Close()
+}
+
+// admit takes one of the MaxPendingAuth places for a new stream, unless its
+// source or its peer ID already holds MaxPendingPerSource of them; leave
+// gives the place back.
+func (a *Announcer) admit(finder peer.ID, source string) (leave func(), ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	keys := [2]string{"peer " + string(finder), source}
+	if a.pendingAll >= MaxPendingAuth || a.pending[keys[0]] >= MaxPendingPerSource || a.pending[keys[1]] >= MaxPendingPerSource {
+		return nil, false
+	}
+	a.pendingAll++
+	for _, k := range keys {
+		a.pending[k]++
+	}
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.pendingAll--
+		for _, k := range keys {
+			if a.pending[k]--; a.pending[k] == 0 {
+				delete(a.pending, k)
+			}
+		}
+	}, true
+}
+
+// sourceOf names the place a connection comes from, for the limit on
+// pending authentications: its IP address, for IPv6 the /64 (what one
+// host usually gets), for a relayed connection the relay's address.
+func sourceOf(addr ma.Multiaddr) string {
+	ip, err := manet.ToIP(addr)
+	if err != nil {
+		return "addr " + addr.String()
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return "ip " + ip4.String()
+	}
+	return "ip " + ip.Mask(net.CIDRMask(64, 128)).String()
+}
+
+func (a *Announcer) budgetSpent() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.spent
 }
 
 type reservation int

@@ -41,9 +41,17 @@ const (
 	AuthTimeout = 10 * time.Second
 	// DialTimeout bounds the connection to one candidate.
 	DialTimeout = 10 * time.Second
-	// MaxPendingAuth is how many unauthenticated streams an announcer serves at once.
-	MaxPendingAuth = 8
-	maxRequest     = 256
+	// FirstMessageTimeout is how long a new stream may take to bring the
+	// finder's first PAKE message; the announcer drops it after that.
+	FirstMessageTimeout = 3 * time.Second
+	// MaxPendingAuth is how many unauthenticated streams an announcer
+	// serves at once; others are reset.
+	MaxPendingAuth = 32
+	// MaxPendingPerSource is how many of them may come from one source (an
+	// IPv4 address, an IPv6 /64, a relay) and how many from one peer ID:
+	// a stranger on the channel cannot take every place.
+	MaxPendingPerSource = 2
+	maxRequest          = 256
 )
 
 // Config is what both sides of a rendezvous need.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,9 +92,13 @@ func (r *recorder) waitFor(t *testing.T, substr string, timeout time.Duration) {
 	}
 }
 
-func newHost(t *testing.T) host.Host {
+func newHost(t *testing.T) host.Host { return newHostAt(t, "127.0.0.1") }
+
+// newHostAt starts a host that listens on, and so dials from, the loopback
+// address ip: another source to the announcer than 127.0.0.1.
+func newHostAt(t *testing.T, ip string) host.Host {
 	t.Helper()
-	h, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	h, err := node.New(node.Config{Listen: []string{"/ip4/" + ip + "/tcp/0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,8 +568,9 @@ func TestRendezvousRequest(t *testing.T) {
 	}
 }
 
-// At most MaxPendingAuth unauthenticated streams are served at once; the
-// others are reset at once. Once the idle ones are gone, finders get through.
+// A source gets at most MaxPendingPerSource unauthenticated streams at once;
+// the others are reset at once, and those served are dropped when they bring
+// no PAKE message within FirstMessageTimeout. Then finders get through.
 func TestAnnouncerLimitsPendingAuth(t *testing.T) {
 	netns.Require(t)
 	c := parse(t, "absurd-zoo-puzzle-hammer")
@@ -576,7 +582,7 @@ func TestAnnouncerLimitsPendingAuth(t *testing.T) {
 	if err := plain.Connect(ctx, info(ah)); err != nil {
 		t.Fatal(err)
 	}
-	const n = rendezvous.MaxPendingAuth + 3
+	const n = rendezvous.MaxPendingPerSource + 3
 	var streams []network.Stream
 	resets := 0
 	for i := range n {
@@ -597,7 +603,8 @@ func TestAnnouncerLimitsPendingAuth(t *testing.T) {
 			streams = append(streams, s)
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	opened := time.Now()
+	deadline := opened.Add(time.Second)
 	var idle []network.Stream
 	for i, s := range streams {
 		s.SetReadDeadline(deadline)
@@ -612,15 +619,17 @@ func TestAnnouncerLimitsPendingAuth(t *testing.T) {
 			t.Fatalf("stream %d: read: %v, want a reset or the read deadline", i, err)
 		}
 	}
-	if resets != n-rendezvous.MaxPendingAuth {
-		t.Fatalf("%d of %d silent streams were reset, want %d", resets, n, n-rendezvous.MaxPendingAuth)
+	if resets != n-rendezvous.MaxPendingPerSource {
+		t.Fatalf("%d of %d silent streams from one source were reset at once, want %d", resets, n, n-rendezvous.MaxPendingPerSource)
 	}
-	for _, s := range idle {
-		s.Reset()
+	// The streams served are dropped once FirstMessageTimeout has passed.
+	for i, s := range idle {
+		s.SetReadDeadline(opened.Add(rendezvous.FirstMessageTimeout + 2*time.Second))
+		if _, err := s.Read(make([]byte, 1)); !errors.Is(err, network.ErrReset) {
+			t.Fatalf("silent stream %d: read: %v after %v, want a reset after %v", i, err, time.Since(opened), rendezvous.FirstMessageTimeout)
+		}
 	}
 
-	// The announcer notices the resets asynchronously: give a finder a few
-	// tries to find a free slot.
 	fh := newHost(t)
 	_, flog := newRecorder(t, "finder")
 	cfg := rendezvous.Config{Host: fh, Code: c, Log: flog, Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}}
@@ -632,21 +641,126 @@ func TestAnnouncerLimitsPendingAuth(t *testing.T) {
 		}
 		accepted <- err
 	}()
-	var r found
-	for try := range 5 {
-		r = await(t, findAsync(timeout(t, 5*time.Second), cfg, rendezvous.WantPipe), 6*time.Second)
-		if r.err == nil {
-			break
-		}
-		t.Logf("try %d: %v", try+1, r.err)
-		time.Sleep(100 * time.Millisecond)
-	}
+	r := await(t, findAsync(timeout(t, 5*time.Second), cfg, rendezvous.WantPipe), 6*time.Second)
 	if r.err != nil {
-		t.Fatalf("Find after the silent streams were closed: %v", r.err)
+		t.Fatalf("Find after the silent streams were dropped: %v", r.err)
 	}
 	if err := <-accepted; err != nil {
 		t.Fatalf("announcer: %v", err)
 	}
+}
+
+// A stranger who knows only the channel word keeps opening streams to the
+// announcer from one address, with a new peer ID each time, and holds each
+// open as long as it is let: silent, or with a PAKE message and then
+// silent. The receiver that knows the code, from another address, still
+// gets through within seconds, with the shortest code (3 words: 4 guesses).
+func TestStrangerCannotLockOutTheFinder(t *testing.T) {
+	netns.Require(t)
+	right := parse(t, "adapt-orbit-tunnel")
+	ah := newHost(t)
+	_, alog := newRecorder(t, "announcer")
+	a := announce(t, rendezvous.Config{Host: ah, Code: right, Log: alog})
+
+	ctx, stopAttack := context.WithCancel(t.Context())
+	var attackers sync.WaitGroup
+	var attempts, served atomic.Int64
+	guess := parse(t, "adapt-zoo-zoo").Password()
+	for i := range 12 {
+		attackers.Add(1)
+		go func() {
+			defer attackers.Done()
+			for ctx.Err() == nil {
+				attempts.Add(1)
+				if stranger(ctx, t, ah, i%2 == 1, guess) {
+					served.Add(1)
+				}
+			}
+		}()
+	}
+	t.Cleanup(func() { stopAttack(); attackers.Wait() })
+	time.Sleep(2 * time.Second) // let the stranger take every place it can
+
+	fh := newHostAt(t, "127.0.0.3")
+	_, flog := newRecorder(t, "finder")
+	cfg := rendezvous.Config{Host: fh, Code: right, Log: flog, Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}}
+	accepted := make(chan error, 1)
+	go func() {
+		p, err := a.Next(timeout(t, 20*time.Second))
+		if err == nil {
+			err = p.Accept()
+		}
+		accepted <- err
+	}()
+	r := await(t, findAsync(timeout(t, 15*time.Second), cfg, rendezvous.WantPipe), 16*time.Second)
+	if r.err != nil {
+		t.Fatalf("the finder with the right code, during the attack: %v", r.err)
+	}
+	if err := <-accepted; err != nil {
+		t.Fatalf("announcer: %v", err)
+	}
+	if r.elapsed > 5*time.Second {
+		t.Fatalf("the finder with the right code took %v during the attack, want a few seconds", r.elapsed)
+	}
+	stopAttack()
+	attackers.Wait()
+	if attempts.Load() < 12 || served.Load() == 0 {
+		t.Fatalf("the stranger made %d attempts, %d served: the attack did not run", attempts.Load(), served.Load())
+	}
+	t.Logf("found during the attack in %v; the stranger made %d attempts, %d of them held for over a second", r.elapsed.Round(time.Millisecond), attempts.Load(), served.Load())
+}
+
+// stranger makes one attempt on the announcer ah from 127.0.0.2 with a new
+// peer ID: it opens a pcp stream and stays silent (or, if pake, sends the
+// PAKE message of a wrong guess and then stays silent) until the announcer
+// drops the stream. It reports whether the stream was served for longer
+// than a second.
+func stranger(ctx context.Context, t *testing.T, ah host.Host, pake bool, guess []byte) bool {
+	h, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.2/tcp/0"}})
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	defer h.Close()
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := h.Connect(sctx, info(ah)); err != nil {
+		return false
+	}
+	s, err := h.Network().NewStream(sctx, ah.ID())
+	if err != nil {
+		return false
+	}
+	defer s.Reset()
+	defer context.AfterFunc(sctx, func() { s.Reset() })()
+	start := time.Now()
+	if err := multistream.SelectProtoOrFail(rendezvous.Protocol, s); err != nil {
+		return false
+	}
+	if pake {
+		// The finder's first write is its PAKE message; the second (its
+		// MAC) never comes.
+		auth.Finder(&firstWriteOnly{ReadWriter: s, ctx: sctx}, guess, auth.Peers{Announcer: ah.ID(), Finder: h.ID()}, nil)
+	} else {
+		s.Read(make([]byte, 1))
+	}
+	return time.Since(start) > time.Second
+}
+
+// firstWriteOnly passes its first write on and holds every later one until
+// ctx ends.
+type firstWriteOnly struct {
+	io.ReadWriter
+	ctx    context.Context
+	writes int
+}
+
+func (w *firstWriteOnly) Write(b []byte) (int, error) {
+	if w.writes++; w.writes == 1 {
+		return w.ReadWriter.Write(b)
+	}
+	<-w.ctx.Done()
+	return 0, w.ctx.Err()
 }
 
 // Announcer and finder meet through a private DHT of three in-process
@@ -740,8 +854,8 @@ func TestGuessBudgetUnderConcurrentGuesses(t *testing.T) {
 	arrived.Add(finders)
 	all := make(chan struct{})
 	go func() { arrived.Wait(); close(all) }()
-	for range finders {
-		fh := newHost(t)
+	for i := range finders {
+		fh := newHostAt(t, fmt.Sprintf("127.0.1.%d", i+1)) // one source each
 		if err := fh.Connect(timeout(t, 5*time.Second), info(ah)); err != nil {
 			t.Fatal(err)
 		}
@@ -770,6 +884,7 @@ func TestGuessBudgetUnderConcurrentGuesses(t *testing.T) {
 			counted++
 		}
 	}
+	t.Logf("%d simultaneous wrong guesses, %d counted", finders, counted)
 	if counted > 4 {
 		t.Fatalf("%d wrong guesses were counted against a budget of 4", counted)
 	}
