@@ -31,12 +31,23 @@ type Timing struct {
 	CloseWait time.Duration
 	// AbortWait bounds the write of an ERROR frame when aborting.
 	AbortWait time.Duration
+	// Stall is how long the sender waits on a receiver that is still
+	// there (its heartbeats arrive) but takes no data, or does not
+	// acknowledge the data after the end frame.
+	Stall time.Duration
+	// Decision is how long the sender waits for the receiver to accept or
+	// refuse the header (a person may be asked).
+	Decision time.Duration
 }
 
 // DefaultTiming is the timing of the protocol: heartbeats after 2 s of
-// silence, the peer gone after 10 s without a frame.
+// silence, the peer gone after 10 s without a frame, stalled after 60 s
+// without taking data, 5 minutes to decide on the header.
 func DefaultTiming() Timing {
-	return Timing{Heartbeat: 2 * time.Second, PeerTimeout: 10 * time.Second, CloseWait: 5 * time.Second, AbortWait: time.Second}
+	return Timing{
+		Heartbeat: 2 * time.Second, PeerTimeout: 10 * time.Second, CloseWait: 5 * time.Second, AbortWait: time.Second,
+		Stall: time.Minute, Decision: 5 * time.Minute,
+	}
 }
 
 func (t Timing) orDefault() Timing {
@@ -52,6 +63,12 @@ func (t Timing) orDefault() Timing {
 	}
 	if t.AbortWait <= 0 {
 		t.AbortWait = d.AbortWait
+	}
+	if t.Stall <= 0 {
+		t.Stall = d.Stall
+	}
+	if t.Decision <= 0 {
+		t.Decision = d.Decision
 	}
 	return t
 }
@@ -71,6 +88,13 @@ type conn struct {
 	// readDeadline is the read deadline next set, zero when something
 	// else set one since.
 	readDeadline time.Time
+
+	// deadlines guards writeDeadline and unblocked: once a write has been
+	// unblocked (the context ended, the peer failed), no later extension
+	// may block it again.
+	deadlines     sync.Mutex
+	writeDeadline time.Time
+	unblocked     bool
 
 	// reader, if set, is closed when another goroutine that reads the
 	// stream has finished: then only that goroutine may read.
@@ -101,7 +125,7 @@ func (c *conn) start() (stop func()) {
 	stopWatch := context.AfterFunc(c.ctx, func() {
 		// Unblock a read at once; give a blocked write the time an abort may take.
 		c.s.SetReadDeadline(time.Now())
-		c.s.SetWriteDeadline(time.Now().Add(c.timing.AbortWait))
+		c.unblockWrites(c.timing.AbortWait)
 	})
 	return func() {
 		close(done)
@@ -151,6 +175,32 @@ func (c *conn) sendFramed(b []byte) error {
 	return err
 }
 
+// unblockWrites makes a blocked write fail after d, and later extensions
+// of the write deadline do nothing.
+func (c *conn) unblockWrites(d time.Duration) {
+	c.deadlines.Lock()
+	defer c.deadlines.Unlock()
+	c.unblocked = true
+	c.s.SetWriteDeadline(time.Now().Add(d))
+}
+
+// extendWriteDeadline makes sure that a data write fails only once it has
+// waited Stall for the receiver to take data, and at most an eighth of it
+// later. Like the read deadline, it moves only when less than Stall is left.
+func (c *conn) extendWriteDeadline() {
+	now := time.Now()
+	if c.writeDeadline.Sub(now) >= c.timing.Stall {
+		return
+	}
+	c.deadlines.Lock()
+	defer c.deadlines.Unlock()
+	if c.unblocked {
+		return
+	}
+	c.writeDeadline = now.Add(c.timing.Stall + c.timing.Stall/8)
+	c.s.SetWriteDeadline(c.writeDeadline)
+}
+
 // extendReadDeadline makes sure that a read fails only after PeerTimeout
 // without any frame, and at most an eighth of it later. The deadline moves
 // only when less than PeerTimeout is left: a new deadline is a new timer in
@@ -168,10 +218,17 @@ func (c *conn) extendReadDeadline() {
 // next reads the next frame that is not a heartbeat. It fails with
 // ErrPeerGone when no frame at all arrives within PeerTimeout, and with the
 // context's error once the context has ended.
-func (c *conn) next() (frame.Type, []byte, error) {
+func (c *conn) next() (frame.Type, []byte, error) { return c.nextBefore(time.Time{}) }
+
+// nextBefore is next, but it also fails, with errNoStep, once limit (if not
+// zero) has passed while only heartbeats arrived.
+func (c *conn) nextBefore(limit time.Time) (frame.Type, []byte, error) {
 	for {
 		if err := c.ctx.Err(); err != nil {
 			return 0, nil, err
+		}
+		if !limit.IsZero() && time.Now().After(limit) {
+			return 0, nil, errNoStep
 		}
 		c.extendReadDeadline()
 		if c.ctx.Err() != nil { // the watch may have fired before the line above

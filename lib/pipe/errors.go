@@ -3,11 +3,28 @@ package pipe
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrPeerGone reports a peer that sent no frame, not even a heartbeat,
 // within the peer timeout.
 var ErrPeerGone = errors.New("the peer stopped answering")
+
+// StalledError reports a receiver that is still there (its heartbeats
+// arrive) but took no step for the time the protocol allows: unlike a peer
+// that is gone, it may be blocked by its own output, or by a person.
+type StalledError struct {
+	// Step is what the receiver did not do, as "has taken no data".
+	Step string
+	For  time.Duration
+}
+
+func (e *StalledError) Error() string {
+	return fmt.Sprintf("the receiver is still connected but %s for %v", e.Step, e.For)
+}
+
+// errNoStep is what conn.nextBefore returns when its limit passed.
+var errNoStep = errors.New("no step before the limit")
 
 // PeerError is an ERROR frame from the peer: it aborted the transfer.
 type PeerError struct{ Message string }

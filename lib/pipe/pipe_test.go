@@ -35,12 +35,15 @@ import (
 func TestMain(m *testing.M) { os.Exit(netns.RunIsolated(m)) }
 
 // testTiming makes liveness fast enough for unit tests: a heartbeat after
-// 100 ms of silence, the peer gone after 600 ms without a frame.
+// 100 ms of silence, the peer gone after 600 ms without a frame, a receiver
+// stalled after 3 s without a step.
 var testTiming = Timing{
 	Heartbeat:   100 * time.Millisecond,
 	PeerTimeout: 600 * time.Millisecond,
 	CloseWait:   time.Second,
 	AbortWait:   500 * time.Millisecond,
+	Stall:       3 * time.Second,
+	Decision:    3 * time.Second,
 }
 
 // testWait bounds every wait for a side of a transfer in these tests.
@@ -709,6 +712,99 @@ func TestSenderNoticesSilentReceiver(t *testing.T) {
 			t.Error("Send sent no data before the receiver was declared gone")
 		}
 		checkTook(t, time.Since(start))
+	})
+}
+
+// beat sends heartbeats on c every 100 ms until the test ends or a write
+// fails: a peer that is there, and does nothing else.
+func beat(t *testing.T, c net.Conn) {
+	go func() {
+		for t.Context().Err() == nil {
+			if err := frame.Write(c, frame.Heartbeat, nil); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+}
+
+// A receiver that is there (its heartbeats arrive) but takes no step does
+// not hold the sender forever: not deciding on the header, not reading the
+// data, not acknowledging it. The sender says so, in other words than for
+// a receiver that is gone.
+func TestSenderEndsAStalledReceiver(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	check := func(t *testing.T, res result, step string, limit time.Duration, since time.Time) {
+		t.Helper()
+		var stalled *StalledError
+		if !errors.As(res.err, &stalled) || !strings.Contains(res.err.Error(), step) {
+			t.Fatalf("Send error = %v, want a StalledError that %s", res.err, step)
+		}
+		if errors.Is(res.err, ErrPeerGone) {
+			t.Fatalf("Send error = %v: a stalled receiver is not a gone one", res.err)
+		}
+		took := time.Since(since)
+		if took < limit || took > limit*9/8+2*time.Second {
+			t.Fatalf("the stalled receiver was given up after %v, want %v to %v", took, limit, limit*9/8+2*time.Second)
+		}
+		t.Logf("after %v: %v", took.Round(time.Millisecond), res.err)
+	}
+	t.Run("does not decide", func(t *testing.T) {
+		t.Parallel()
+		ctx := testContext(t)
+		a, b := tcpPair(t)
+		start := time.Now()
+		send := async(func() (int64, error) {
+			return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming})
+		})
+		drain(b)
+		beat(t, b)
+		check(t, await(t, send, "Send"), "has not accepted or refused", testTiming.Decision, start)
+	})
+	t.Run("takes no data", func(t *testing.T) {
+		t.Parallel()
+		send, b, r := acceptedSender(t)
+		for range 4 { // some data arrives, then the receiver stops reading
+			if _, _, err := nextFrame(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stopped := time.Now()
+		beat(t, b)
+		res := await(t, send, "Send")
+		if res.n == 0 {
+			t.Error("Send sent no data before it gave up")
+		}
+		check(t, res, "has taken no data", testTiming.Stall, stopped)
+	})
+	t.Run("does not acknowledge", func(t *testing.T) {
+		t.Parallel()
+		ctx := testContext(t)
+		a, b := tcpPair(t)
+		send := async(func() (int64, error) {
+			return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, stream(5, 1<<20), Options{Timing: testTiming})
+		})
+		r := frame.NewReader(b, frame.MaxPayload)
+		if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
+			t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
+		}
+		if err := frame.Write(b, frame.Accept, nil); err != nil {
+			t.Fatal(err)
+		}
+		beat(t, b)
+		for {
+			typ, _, err := nextFrame(r)
+			if err != nil {
+				t.Fatalf("crafted receiver: %v before END", err)
+			}
+			if typ == frame.End {
+				break
+			}
+		}
+		ended := time.Now()
+		drain(b)
+		check(t, await(t, send, "Send"), "has not acknowledged", testTiming.Stall, ended)
 	})
 }
 

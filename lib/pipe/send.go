@@ -68,7 +68,10 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	if err := c.send(frame.Header, hb); err != nil {
 		return 0, fmt.Errorf("send header: %w", err)
 	}
-	t, p, err := c.next()
+	t, p, err := c.nextBefore(time.Now().Add(c.timing.Decision))
+	if errors.Is(err, errNoStep) {
+		return 0, &StalledError{Step: "has not accepted or refused the transfer", For: c.timing.Decision}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("wait for the receiver to accept: %w", err)
 	}
@@ -97,7 +100,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		// half and fail abort's ERROR frame, so the receiver would see a
 		// truncated stream instead of "interrupted".
 		if err != nil && ctx.Err() == nil {
-			c.s.SetWriteDeadline(time.Now())
+			c.unblockWrites(0)
 		}
 		peer.err = err
 		close(peer.done)
@@ -122,8 +125,9 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 				digest.Write(data)
 				frame.PutHeader(ch.buf, frame.Data, ch.n)
 				sent.Add(int64(ch.n))
+				c.extendWriteDeadline()
 				if err := c.sendFramed(ch.buf[:frame.HeaderSize+ch.n]); err != nil {
-					return n, writeError(ctx, err, peer)
+					return n, writeError(ctx, err, peer, c.timing.Stall)
 				}
 				n += int64(ch.n)
 				if opt.Progress != nil {
@@ -143,9 +147,12 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	end = binary.BigEndian.AppendUint64(end, uint64(n))
 	end = digest.Sum(end)
 	endSent.Store(true)
+	c.extendWriteDeadline()
 	if err := c.send(frame.End, end); err != nil {
-		return n, writeError(ctx, err, peer)
+		return n, writeError(ctx, err, peer, c.timing.Stall)
 	}
+	// The receiver syncs what it wrote before it acknowledges; its
+	// writeback began while the data arrived, so that takes seconds.
 	select {
 	case <-peer.done:
 		if peer.err != nil {
@@ -153,6 +160,8 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		}
 	case <-ctx.Done():
 		return n, ctx.Err()
+	case <-time.After(c.timing.Stall):
+		return n, &StalledError{Step: "has not acknowledged the data", For: c.timing.Stall}
 	}
 	// The receiver waits for this EOF before it closes its side: only now
 	// that the ACK is in, so that no close of its can drop the ACK on the way.
@@ -202,8 +211,9 @@ func awaitAck(c *conn, endSent *atomic.Bool, sent *atomic.Int64, delivered func(
 }
 
 // writeError explains a failed data write: usually the peer's own failure,
-// which the reader learns at the same moment.
-func writeError(ctx context.Context, err error, peer *reader) error {
+// which the reader learns at the same moment; else, when the write timed
+// out, a receiver that took no data for stall.
+func writeError(ctx context.Context, err error, peer *reader, stall time.Duration) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -213,6 +223,9 @@ func writeError(ctx context.Context, err error, peer *reader) error {
 			return peer.err
 		}
 	case <-time.After(time.Second):
+	}
+	if isTimeout(err) {
+		return &StalledError{Step: "has taken no data", For: stall}
 	}
 	return fmt.Errorf("send data: %w", err)
 }
