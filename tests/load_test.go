@@ -21,7 +21,7 @@ const manyPairs = 20
 // Twenty pairs start at once on one private DHT of three nodes: five pairs
 // share one channel and three another (their first words collide), and a
 // receiver with a wrong code waits beside them. Every right pair delivers
-// its own bytes, the wrong code ends with exit 3, and no pair waits for
+// its own bytes, the wrong code ends with exit 3 at its timeout, and no pair waits for
 // another's timeout: all are done well before it.
 func TestManyPairsAtOnce(t *testing.T) {
 	netns.Require(t)
@@ -62,7 +62,11 @@ func TestManyPairsAtOnce(t *testing.T) {
 	for i, c := range codes {
 		pairs[i].recv = start(t, command(t, "pcp-pipe", args("recv", c)...), nil)
 	}
-	wrong := start(t, command(t, "pcp-pipe", args("recv", wrongCode(t, lonely))...), nil)
+	// The wrong code's receiver looks on until its own timeout, for the
+	// peer on the channel might have been a stranger.
+	const wrongTimeout = 20 * time.Second
+	wrongArgs := append(args("recv", wrongCode(t, lonely)), "--timeout", wrongTimeout.String())
+	wrong := start(t, command(t, "pcp-pipe", wrongArgs...), nil)
 
 	var mu sync.Mutex
 	took := make([]time.Duration, manyPairs)
@@ -80,7 +84,7 @@ func TestManyPairsAtOnce(t *testing.T) {
 			}
 		})
 	}
-	wrong.expectExit(timeout+10*time.Second, 3)
+	wrong.expectExit(wrongTimeout+10*time.Second, 3)
 	wrongTook := time.Since(start0)
 	wg.Wait()
 	if !strings.Contains(wrong.stderr.String(), "code") {

@@ -52,7 +52,10 @@ func protocolErrorf(format string, args ...any) error {
 // has stopped accepting (its guess budget is spent).
 type RefusedError struct{ Reason string }
 
-func (e *RefusedError) Error() string { return "the peer refused: " + e.Reason }
+// Error quotes the reason: it comes from a peer not proven to know the code.
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("refused to authenticate, saying %q", e.Reason)
+}
 
 // Refuse tells a finder, in place of the announcer's PAKE message, that it
 // will not be authenticated.

@@ -26,11 +26,15 @@ import (
 // that proves the code and accepts want.
 //
 // A candidate that cannot be reached, or breaks off, is tried again with a
-// growing pause; one that is not a pcp announcer is dropped. When every
-// candidate so far failed the code (or refused), Find goes on looking for
-// SettleTime, then fails with auth.ErrWrongCode (or the refusal). It fails
-// with a *TooManyGuessesError when the guess budget is spent, and with a
-// *NotFoundError when ctx's deadline passes first.
+// growing pause; one that is not a pcp announcer is dropped. A candidate
+// that fails the code, or refuses to authenticate, ends nothing while
+// discovery runs: anyone who knows the channel word can announce it, so it
+// may be a stranger, and the real announcer may come later. Find says so at
+// once, and looks on. It fails with a *WrongCodeError (which is
+// auth.ErrWrongCode) when discovery ends or ctx's deadline passes and a
+// candidate failed the code, with the refusal when one refused, with a
+// *TooManyGuessesError as soon as as many distinct candidates failed the
+// code as the guess budget allows, and else with a *NotFoundError.
 func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -60,19 +64,27 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 	seen := map[peer.ID]bool{}  // every candidate, for the NotFoundError
 	failures := map[peer.ID]int{}
 	pending, methodsLeft, wrongCodes, notPcpSeen := 0, len(cfg.Methods), 0, 0
-	var refused error           // the last candidate that refused to authenticate
-	var settle <-chan time.Time // after a failure, how long to wait for other candidates
+	var refused error // the last candidate that refused to authenticate
 	start := time.Now()
 	conclude := func() error {
 		switch {
-		case wrongCodes > 0:
-			return auth.ErrWrongCode
-		case refused != nil:
-			return refused
 		case errors.Is(ctx.Err(), context.Canceled):
 			return ctx.Err()
+		case wrongCodes > 0:
+			return &WrongCodeError{Peers: wrongCodes}
+		case refused != nil:
+			return fmt.Errorf("a peer on the channel %w", refused)
 		}
 		return &NotFoundError{Candidates: len(seen), NotPcp: notPcpSeen, DHT: usesDHT}
+	}
+	lookingOn := func(what string) {
+		until := "until the timeout"
+		if d, ok := ctx.Deadline(); ok {
+			until = fmt.Sprintf("for %v more", time.Until(d).Round(time.Second))
+		}
+		if methodsLeft > 0 {
+			cfg.Log.Infof("%s; looking on %s for a peer that knows the code (is the code right?)", what, until)
+		}
 	}
 	try := func(c discovery.Candidate) {
 		go func() {
@@ -113,13 +125,13 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 				return nil, r.err
 			case errors.As(r.err, new(*auth.RefusedError)):
 				refused = r.err
-				cfg.Log.Debugf("%s: candidate %s: %v", r.cand.Source, node.ShortID(r.cand.ID), r.err)
+				lookingOn(fmt.Sprintf("%s on the channel (%s) %v", node.ShortID(r.cand.ID), r.cand.Source, r.err))
 			case errors.Is(r.err, auth.ErrWrongCode):
 				wrongCodes++
-				cfg.Log.Debugf("%s: %s does not know the code", r.cand.Source, node.ShortID(r.cand.ID))
 				if wrongCodes >= cfg.Code.GuessBudget() {
 					return nil, &TooManyGuessesError{N: wrongCodes}
 				}
+				lookingOn(fmt.Sprintf("%s on the channel (%s) does not know this code", node.ShortID(r.cand.ID), r.cand.Source))
 			case errors.Is(r.err, errNotPcp), errors.As(r.err, new(*auth.ProtocolError)):
 				// It answered, but not as a pcp announcer would: never again.
 				notPcpSeen++
@@ -146,16 +158,6 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 					}
 				}(r.cand)
 			}
-			if pending == 0 && settle == nil && (wrongCodes > 0 || refused != nil) {
-				// Another announcer on the same channel (a collision, a stale
-				// record) is no verdict yet: give the real one a moment.
-				settle = time.After(SettleTime)
-			}
-		case <-settle:
-			settle = nil
-			if pending == 0 {
-				return nil, conclude()
-			}
 		case <-methodDone:
 			methodsLeft--
 		case <-ctx.Done():
@@ -163,10 +165,6 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		}
 	}
 }
-
-// SettleTime is how long a finder whose candidates all failed the code (or
-// refused) goes on looking for another before it gives up.
-const SettleTime = 3 * time.Second
 
 // retryDelay is the pause before the n-th new attempt at an unreachable
 // candidate: 250 ms, doubling up to 5 s.

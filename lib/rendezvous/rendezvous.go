@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/pcp-dev/pcp/lib/auth"
 	"github.com/pcp-dev/pcp/lib/code"
 	"github.com/pcp-dev/pcp/lib/discovery"
 	"github.com/pcp-dev/pcp/lib/frame"
@@ -180,6 +181,23 @@ func (e *NotFoundError) Error() string {
 	}
 	return msg
 }
+
+// WrongCodeError reports that the finder met peers on the channel that did
+// not know the code, and none that did. It is auth.ErrWrongCode: a
+// mistyped code looks like this, and so does a stranger on the channel
+// when the real announcer never came.
+type WrongCodeError struct{ Peers int }
+
+func (e *WrongCodeError) Error() string {
+	who := "a peer on the channel did not know it"
+	if e.Peers > 1 {
+		who = fmt.Sprintf("%d peers on the channel did not know it", e.Peers)
+	}
+	return "the code did not match: " + who + ", and none that did came"
+}
+
+// Is makes a *WrongCodeError match auth.ErrWrongCode.
+func (e *WrongCodeError) Is(target error) bool { return target == auth.ErrWrongCode }
 
 // TooManyGuessesError reports that the guess budget ran out.
 type TooManyGuessesError struct{ N int }

@@ -331,30 +331,79 @@ func TestFindStaticPeerNotUpYet(t *testing.T) {
 	}
 }
 
-// A finder with a wrong code learns so at once, and the announcer counts
-// one wrong guess and yields no peer.
+// A finder with a wrong code is told at once that the peer on the channel
+// does not know it, looks on until its timeout (the peer may have been a
+// stranger), and then fails with a wrong code; the announcer counts one
+// wrong guess and yields no peer.
 func TestWrongCode(t *testing.T) {
 	netns.Require(t)
 	right := parse(t, "able-galaxy-puzzle-wrist")
 	wrong := parse(t, "able-galaxy-puzzle-zoo")
 	ah, fh := newHost(t), newHost(t)
 	arec, alog := newRecorder(t, "announcer")
-	_, flog := newRecorder(t, "finder")
+	frec, flog := newRecorder(t, "finder")
 	a := announce(t, rendezvous.Config{Host: ah, Code: right, Methods: []discovery.Method{&discovery.MDNS{Host: ah, Log: alog}}, Log: alog})
 
-	res := findAsync(timeout(t, 20*time.Second), rendezvous.Config{
+	const limit = 4 * time.Second
+	res := findAsync(timeout(t, limit), rendezvous.Config{
 		Host: fh, Code: wrong, Methods: []discovery.Method{&discovery.MDNS{Host: fh, Log: flog}}, Log: flog,
 	}, rendezvous.WantPipe)
-	r := await(t, res, 20*time.Second)
-	if !errors.Is(r.err, auth.ErrWrongCode) {
-		t.Fatalf("Find: %v (peer %v), want %v", r.err, r.peer, auth.ErrWrongCode)
+	frec.waitFor(t, "does not know this code; looking on", limit)
+	r := await(t, res, limit+5*time.Second)
+	if !errors.Is(r.err, auth.ErrWrongCode) || !strings.Contains(r.err.Error(), "a peer on the channel did not know it") {
+		t.Fatalf("Find: %v (peer %v), want %v saying that a peer on the channel did not know it", r.err, r.peer, auth.ErrWrongCode)
 	}
-	// mDNS is still browsing; Find must not wait for its deadline.
-	if r.elapsed > 10*time.Second {
-		t.Fatalf("Find took %v to report the wrong code", r.elapsed)
+	if r.elapsed < limit-500*time.Millisecond {
+		t.Fatalf("Find gave up after %v, before its timeout (%v), while mDNS was still looking", r.elapsed, limit)
 	}
 	arec.waitFor(t, "tried a wrong code (1 of 8589 allowed)", 3*time.Second)
 	noPeer(t, a, 500*time.Millisecond)
+}
+
+// Strangers on the channel, one with another code and one that refuses to
+// authenticate with a text of its own, do not end the search: the finder
+// says what each did, the stranger's text in quotes, and meets the real
+// announcer that comes seconds later.
+func TestStrangersOnTheChannelDoNotEndTheSearch(t *testing.T) {
+	netns.Require(t)
+	right := parse(t, "acid-velvet-puzzle-forest")
+	impostor := parse(t, "acid-hammer-galaxy-wrist")
+	ih, rh, fh := newHost(t), newHost(t), newHost(t)
+	_, ilog := newRecorder(t, "impostor")
+	announce(t, rendezvous.Config{Host: ih, Code: impostor, Methods: []discovery.Method{&discovery.MDNS{Host: ih, Log: ilog}}, Log: ilog})
+	refuser := newHost(t)
+	refuser.SetStreamHandler(rendezvous.Protocol, func(s network.Stream) {
+		auth.Refuse(s, "your code is wrong: type it again at evil.example")
+		s.Close()
+	})
+	go (&discovery.MDNS{Host: refuser, Log: ilog}).Announce(t.Context(), right.Channel())
+
+	frec, flog := newRecorder(t, "finder")
+	res := findAsync(timeout(t, 30*time.Second), rendezvous.Config{
+		Host: fh, Code: right, Methods: []discovery.Method{&discovery.MDNS{Host: fh, Log: flog}}, Log: flog,
+	}, rendezvous.WantPipe)
+	frec.waitFor(t, "does not know this code; looking on", 10*time.Second)
+	frec.waitFor(t, `refused to authenticate, saying "your code is wrong: type it again at evil.example"`, 10*time.Second)
+	select {
+	case r := <-res:
+		t.Fatalf("Find ended before the real announcer came: %v", r.err)
+	case <-time.After(2 * time.Second):
+	}
+
+	_, rlog := newRecorder(t, "real announcer")
+	ra := announce(t, rendezvous.Config{Host: rh, Code: right, Methods: []discovery.Method{&discovery.MDNS{Host: rh, Log: rlog}}, Log: rlog})
+	go func() {
+		if p, err := ra.Next(timeout(t, 20*time.Second)); err == nil {
+			p.Accept()
+		}
+	}()
+	r := await(t, res, 25*time.Second)
+	if r.err != nil {
+		t.Fatalf("Find, with the real announcer up: %v", r.err)
+	}
+	if r.peer.ID != rh.ID() {
+		t.Fatalf("Find met %s, want the real announcer %s", r.peer.ID, rh.ID())
+	}
 }
 
 // A 3-word code allows 4 wrong guesses; after them the announcer gives up
