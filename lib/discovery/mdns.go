@@ -68,12 +68,25 @@ func (m *MDNS) Announce(ctx context.Context, channel int) error {
 }
 
 // Find browses for the channel's service and sends each announcer to out
-// until ctx ends.
+// until ctx ends: every answer that names a peer with addresses not sent
+// before, so that a stranger's answer under an announcer's peer ID (which
+// is public) cannot hide the announcer's own.
 func (m *MDNS) Find(ctx context.Context, channel int, out chan<- Candidate) error {
-	entries := make(chan *zeroconf.ServiceEntry, 16)
+	answers := make(chan peer.AddrInfo, 16)
 	errc := make(chan error, 1)
-	go func() { errc <- zeroconf.Browse(ctx, serviceName(channel), mdnsDomain, entries) }()
-	var in <-chan *zeroconf.ServiceEntry = entries
+	go func() {
+		errc <- browse(ctx, serviceName(channel)+"."+mdnsDomain, func(txt []string) {
+			ai, ok := parseTXT(txt)
+			if !ok || ai.ID == m.Host.ID() {
+				return
+			}
+			select {
+			case answers <- ai:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	sent := map[string]bool{} // peer ID and address, of what was sent
 	for {
 		select {
 		case err := <-errc:
@@ -81,19 +94,19 @@ func (m *MDNS) Find(ctx context.Context, channel int, out chan<- Candidate) erro
 				return fmt.Errorf("mdns: browse: %w", err)
 			}
 			return nil
-		case e, open := <-in:
-			if !open {
-				// Browse closes entries when ctx ends, before it returns:
-				// wait for its error instead of spinning on the closed channel.
-				in = nil
-				continue
+		case ai := <-answers:
+			fresh := peer.AddrInfo{ID: ai.ID}
+			for _, a := range ai.Addrs {
+				if k := ai.ID.String() + a.String(); !sent[k] && len(sent) < maxAnswers {
+					sent[k] = true
+					fresh.Addrs = append(fresh.Addrs, a)
+				}
 			}
-			ai, ok := parseEntry(e)
-			if !ok || ai.ID == m.Host.ID() {
+			if len(fresh.Addrs) == 0 {
 				continue
 			}
 			select {
-			case out <- Candidate{AddrInfo: ai, Source: m.Name()}:
+			case out <- Candidate{AddrInfo: fresh, Source: m.Name()}:
 			case <-ctx.Done():
 				return nil
 			}
@@ -101,14 +114,15 @@ func (m *MDNS) Find(ctx context.Context, channel int, out chan<- Candidate) erro
 	}
 }
 
-// parseEntry reads the peer and its addresses from the TXT records; entries
-// whose records name more than one peer are ignored.
-func parseEntry(e *zeroconf.ServiceEntry) (peer.AddrInfo, bool) {
-	if e == nil {
-		return peer.AddrInfo{}, false
-	}
+// maxAnswers bounds the addresses Find remembers having sent: beyond it, a
+// flood of answers is ignored.
+const maxAnswers = 4096
+
+// parseTXT reads the peer and its addresses from an answer's TXT strings;
+// answers that name more than one peer are ignored.
+func parseTXT(txt []string) (peer.AddrInfo, bool) {
 	var addrs []ma.Multiaddr
-	for _, t := range e.Text {
+	for _, t := range txt {
 		s, ok := strings.CutPrefix(t, dnsaddrPrefix)
 		if !ok {
 			continue

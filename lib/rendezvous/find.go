@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multistream"
 
 	"github.com/pcp-dev/pcp/lib/auth"
@@ -59,9 +60,19 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		err  error
 	}
 	results := make(chan result)
-	retry := make(chan discovery.Candidate)
-	tried := map[peer.ID]bool{} // being tried, failed, or waiting to be tried again
-	seen := map[peer.ID]bool{}  // every candidate, for the NotFoundError
+	// A candidate that could not be reached waits to be tried again; an
+	// answer with new addresses for it ends the wait at once, and the
+	// pending retry, of an older sequence number, is then dropped.
+	type retryOf struct {
+		cand discovery.Candidate
+		seq  int
+	}
+	retry := make(chan retryOf)
+	waiting := map[peer.ID]bool{}
+	retrySeq := map[peer.ID]int{}
+	tried := map[peer.ID]bool{}           // being tried, failed, or waiting to be tried again
+	seen := map[peer.ID]bool{}            // every candidate, for the NotFoundError
+	known := map[peer.ID][]ma.Multiaddr{} // every address heard of each candidate
 	failures := map[peer.ID]int{}
 	pending, methodsLeft, wrongCodes, notPcpSeen := 0, len(cfg.Methods), 0, 0
 	var refused error // the last candidate that refused to authenticate
@@ -104,7 +115,29 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		}
 		select {
 		case c := <-candidates:
+			fresh := learn(known, c.AddrInfo)
 			if tried[c.ID] {
+				// Another answer for a peer ID already tried: anyone may
+				// answer under a public peer ID, so an address heard first
+				// must not shadow one heard later. Dial the new ones now;
+				// an attempt under way shares the connection, and a retry
+				// takes every address heard.
+				switch {
+				case len(fresh) > 0 && waiting[c.ID]:
+					cfg.Log.Debugf("%s: new addresses for %s: %v; trying it again now", c.Source, node.ShortID(c.ID), fresh)
+					waiting[c.ID] = false
+					retrySeq[c.ID]++
+					pending++
+					c.Addrs = known[c.ID]
+					try(c)
+				case len(fresh) > 0:
+					cfg.Log.Debugf("%s: new addresses for %s: %v", c.Source, node.ShortID(c.ID), fresh)
+					go func() {
+						dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+						defer cancel()
+						node.Connect(dctx, cfg.Host, peer.AddrInfo{ID: c.ID, Addrs: fresh})
+					}()
+				}
 				continue
 			}
 			tried[c.ID] = true
@@ -112,8 +145,14 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 			pending++
 			cfg.Log.Debugf("%s: found candidate %s after %v", c.Source, node.ShortID(c.ID), since(start))
 			try(c)
-		case c := <-retry:
-			try(c)
+		case rt := <-retry:
+			if rt.seq != retrySeq[rt.cand.ID] {
+				pending-- // tried again already, when new addresses came
+				continue
+			}
+			waiting[rt.cand.ID] = false
+			rt.cand.Addrs = known[rt.cand.ID]
+			try(rt.cand)
 		case r := <-results:
 			pending--
 			var rejected *RejectedError
@@ -146,17 +185,18 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 				}
 				cfg.Log.Debugf("%s: candidate %s: %v; again in %v", r.cand.Source, node.ShortID(r.cand.ID), r.err, delay)
 				pending++
-				go func(c discovery.Candidate) {
+				waiting[r.cand.ID] = true
+				go func(rt retryOf) {
 					select {
 					case <-time.After(delay):
 					case <-ctx.Done():
 						return
 					}
 					select {
-					case retry <- c:
+					case retry <- rt:
 					case <-ctx.Done():
 					}
-				}(r.cand)
+				}(retryOf{r.cand, retrySeq[r.cand.ID]})
 			}
 		case <-methodDone:
 			methodsLeft--
@@ -165,6 +205,22 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		}
 	}
 }
+
+// learn adds the addresses of ai to known and returns those that are new.
+// It keeps at most maxKnownAddrs for a peer.
+func learn(known map[peer.ID][]ma.Multiaddr, ai peer.AddrInfo) []ma.Multiaddr {
+	var fresh []ma.Multiaddr
+	for _, a := range ai.Addrs {
+		if len(known[ai.ID]) < maxKnownAddrs && !slices.ContainsFunc(known[ai.ID], a.Equal) {
+			known[ai.ID] = append(known[ai.ID], a)
+			fresh = append(fresh, a)
+		}
+	}
+	return fresh
+}
+
+// maxKnownAddrs bounds the addresses kept for one candidate.
+const maxKnownAddrs = 64
 
 // retryDelay is the pause before the n-th new attempt at an unreachable
 // candidate: 250 ms, doubling up to 5 s.

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/zeroconf/v2"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multistream"
 
@@ -404,6 +405,53 @@ func TestStrangersOnTheChannelDoNotEndTheSearch(t *testing.T) {
 	if r.peer.ID != rh.ID() {
 		t.Fatalf("Find met %s, want the real announcer %s", r.peer.ID, rh.ID())
 	}
+}
+
+// A stranger answers mDNS queries for the channel under the real
+// announcer's peer ID (public: it is the instance name) with a dead
+// address, before the announcer is up. The finder still meets the real
+// announcer once it answers: a later answer under a known peer ID adds its
+// addresses.
+func TestSpoofedMDNSAnswerDoesNotHideTheAnnouncer(t *testing.T) {
+	netns.Require(t)
+	c := parse(t, "acoustic-velvet-puzzle-forest")
+	ah, fh := newHost(t), newHost(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", l.Addr().(*net.TCPAddr).Port, ah.ID())
+	l.Close() // nothing listens there any more
+	id := ah.ID().String()
+	spoof, err := zeroconf.RegisterProxy(id, fmt.Sprintf("_pcp-%d._udp", c.Channel()), "local.", 4001, id, []string{"127.0.0.1"}, []string{"dnsaddr=" + dead}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(spoof.Shutdown)
+
+	frec, flog := newRecorder(t, "finder")
+	res := findAsync(timeout(t, 30*time.Second), rendezvous.Config{
+		Host: fh, Code: c, Methods: []discovery.Method{&discovery.MDNS{Host: fh, Log: flog}}, Log: flog,
+	}, rendezvous.WantPipe)
+	frec.waitFor(t, "found candidate", 5*time.Second) // the spoofed answer
+	time.Sleep(time.Second)
+
+	_, alog := newRecorder(t, "announcer")
+	up := time.Now()
+	a := announce(t, rendezvous.Config{Host: ah, Code: c, Methods: []discovery.Method{&discovery.MDNS{Host: ah, Log: alog}}, Log: alog})
+	go func() {
+		if p, err := a.Next(timeout(t, 20*time.Second)); err == nil {
+			p.Accept()
+		}
+	}()
+	r := await(t, res, 25*time.Second)
+	if r.err != nil {
+		t.Fatalf("Find, with the real announcer up behind a spoofed answer: %v", r.err)
+	}
+	if took := time.Since(up); took > 10*time.Second {
+		t.Fatalf("the finder met the announcer %v after it came up, want a few seconds", took)
+	}
+	t.Logf("met the announcer %v after it came up", time.Since(up).Round(time.Millisecond))
 }
 
 // A 3-word code allows 4 wrong guesses; after them the announcer gives up
