@@ -34,3 +34,44 @@ func TestNodeIdentityIsStable(t *testing.T) {
 		t.Fatalf("a node without --identity reused the stored peer ID")
 	}
 }
+
+// A second pcp node on a TCP port that another one holds fails at once,
+// in one line, instead of sharing the port (SO_REUSEPORT would split the
+// connections between the two).
+func TestNodeOnATakenPortFails(t *testing.T) {
+	netns.Require(t)
+	first, addr := nodeFirstLine(t, "--listen", "/ip4/127.0.0.1/tcp/0")
+	defer first.cmd.Process.Signal(syscall.SIGINT)
+	listen, _, _ := strings.Cut(addr, "/p2p/")
+	second := start(t, command(t, "pcp", "node", "--listen", listen), nil)
+	second.expectExit(10*time.Second, 1)
+	stderr := second.stderr.String()
+	if !strings.Contains(stderr, "address already in use") {
+		t.Fatalf("the second node did not say that the port is in use:\n%s", stderr)
+	}
+	if lines := strings.Count(strings.TrimSpace(stderr), "\n") + 1; lines != 1 {
+		t.Fatalf("the second node printed %d lines, want one:\n%s", lines, stderr)
+	}
+}
+
+// On a host where no interface can multicast, --discovery mdns fails at
+// once on both sides, in pcp's words, and no library logs its own lines.
+func TestNoMulticastInterface(t *testing.T) {
+	netns.Require(t)
+	ns := netns.New(t, "no-multicast")
+	ns.Run(t, "ip", "link", "set", "lo", "multicast", "off")
+	c := newCode(t)
+	send := start(t, ns.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c), strings.NewReader("x"))
+	recv := start(t, ns.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	send.expectExit(10*time.Second, 1)
+	recv.expectExit(10*time.Second, 1)
+	for _, p := range []*proc{send, recv} {
+		stderr := p.stderr.String()
+		if !strings.Contains(stderr, "no network interface can multicast") || !strings.Contains(stderr, "--discovery dht") {
+			t.Errorf("stderr does not say that mDNS cannot work here:\n%s", stderr)
+		}
+		if strings.Contains(stderr, "[zeroconf]") || strings.Contains(stderr, "ts=") {
+			t.Errorf("a library logged on stderr:\n%s", stderr)
+		}
+	}
+}

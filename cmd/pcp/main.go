@@ -69,7 +69,7 @@ func serveNode(ctx context.Context, args []string) error {
 	if limits.Data < 0 || limits.Duration < 0 {
 		return cli.Usagef("--relay-data and --relay-duration must not be negative")
 	}
-	cfg := node.Config{Listen: f.Listen, NATService: true}
+	cfg := node.Config{Listen: f.Listen, NATService: true, OwnPorts: true}
 	if !noRelay {
 		cfg.Relay = &limits
 	}

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
+	golog "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/gologshim"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/pflag"
 
@@ -249,8 +253,10 @@ func (f *Flags) Session(log status.Logger) (session.Config, error) {
 }
 
 // Logger returns the status printer for the flags' verbosity: lines go to w
-// as "prog: …".
+// as "prog: …". It also sets the process's library loggers (see
+// quietLibraries): a command calls it once, before it starts a host.
 func (f *Flags) Logger(prog string, w io.Writer) status.Logger {
+	quietLibraries(f.Verbose, w)
 	print := func(format string, args ...any) {
 		fmt.Fprintf(w, prog+": "+format+"\n", args...)
 	}
@@ -306,4 +312,22 @@ func (f *Flags) Start(ctx context.Context, log status.Logger) (*session.Session,
 		return nil, err
 	}
 	return session.Start(ctx, cfg)
+}
+
+// quietLibraries keeps the libraries' own loggers off stderr unless
+// verbose: go-libp2p's (its slog loggers: "start failed" lines from fx,
+// with module paths), go-log's (the DHT's) and the standard logger
+// (zeroconf's "[zeroconf] no suitable IPv4 interface"). pcp says what
+// matters in its own words; -v shows them all. GOLOG_LOG_LEVEL, when set,
+// still decides for go-libp2p and go-log.
+func quietLibraries(verbose bool, w io.Writer) {
+	if verbose {
+		log.SetOutput(w)
+		return
+	}
+	log.SetOutput(io.Discard)
+	if os.Getenv("GOLOG_LOG_LEVEL") == "" {
+		gologshim.SetDefaultHandler(slog.DiscardHandler)
+		golog.SetLogLevel("*", "fatal")
+	}
 }

@@ -40,7 +40,7 @@ const (
 func browse(ctx context.Context, service string, found func(txt []string)) error {
 	ifaces := multicastInterfaces()
 	if len(ifaces) == 0 {
-		return errors.New("no multicast interface is up")
+		return ErrNoMulticast
 	}
 	var conns []mdnsConn
 	c4, err4 := listen4(ifaces)

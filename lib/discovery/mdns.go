@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -32,8 +33,15 @@ func (m *MDNS) Name() string { return "mdns" }
 
 func serviceName(channel int) string { return fmt.Sprintf("_pcp-%d._udp", channel) }
 
+// ErrNoMulticast reports a host where mDNS cannot work: no network
+// interface is up with multicast.
+var ErrNoMulticast = errors.New("no network interface can multicast, so mDNS cannot work here (--discovery dht looks beyond the LAN)")
+
 // Announce registers the channel's service until ctx ends.
 func (m *MDNS) Announce(ctx context.Context, channel int) error {
+	if len(multicastInterfaces()) == 0 {
+		return fmt.Errorf("mdns: %w", ErrNoMulticast)
+	}
 	addrs, err := m.Host.Network().InterfaceListenAddresses()
 	if err != nil {
 		return fmt.Errorf("mdns: listen addresses: %w", err)
@@ -90,6 +98,9 @@ func (m *MDNS) Find(ctx context.Context, channel int, out chan<- Candidate) erro
 	for {
 		select {
 		case err := <-errc:
+			if errors.Is(err, ErrNoMulticast) {
+				return fmt.Errorf("mdns: %w", err)
+			}
 			if err != nil && ctx.Err() == nil {
 				return fmt.Errorf("mdns: browse: %w", err)
 			}

@@ -53,6 +53,12 @@ type Config struct {
 	// NATService makes the host answer AutoNAT dial-back requests, so that
 	// peers can learn whether they are reachable (pcp node).
 	NATService bool
+	// OwnPorts makes the host listen without SO_REUSEPORT, so that a TCP
+	// port that another process holds is an error, not a port shared with
+	// it (connections would be split between the two). A server wants
+	// this; a host behind a NAT needs SO_REUSEPORT to dial from its
+	// listening port for hole punching.
+	OwnPorts bool
 	// NAT, if set, prepares the host to be reached from behind a NAT:
 	// relay reservations, hole punching, and the reachability it assumes.
 	NAT *NAT
@@ -103,10 +109,14 @@ func New(cfg Config) (host.Host, error) {
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.SwarmOpts(swarm.WithDialRanker(ranker(cfg.QUICFirst))),
 		libp2p.DisableMetrics(),
+	}
+	if cfg.OwnPorts {
+		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()))
+	} else {
+		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
 	}
 	if cfg.Identity != nil {
 		opts = append(opts, libp2p.Identity(cfg.Identity))

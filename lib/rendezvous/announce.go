@@ -48,14 +48,31 @@ func Announce(ctx context.Context, cfg Config) *Announcer {
 		pending:  map[string]int{},
 	}
 	cfg.Host.SetStreamHandler(Protocol, func(s network.Stream) { a.handle(actx, s) })
+	var failed []error // guarded by a.mu
 	for _, m := range cfg.Methods {
 		go func() {
-			if err := m.Announce(actx, cfg.Code.Channel()); err != nil {
-				cfg.Log.Infof("%v", err)
+			err := m.Announce(actx, cfg.Code.Channel())
+			if err == nil || actx.Err() != nil {
+				return
 			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if failed = append(failed, err); len(failed) == len(cfg.Methods) {
+				a.fail(&NoDiscoveryError{Errs: failed})
+				return
+			}
+			cfg.Log.Infof("%v", err)
 		}()
 	}
 	return a
+}
+
+// fail ends the announcer: Next returns err from now on.
+func (a *Announcer) fail(err error) {
+	select {
+	case a.fatal <- err:
+	default:
+	}
 }
 
 // Next waits for the next finder that proves it knows the code. It fails
@@ -245,9 +262,6 @@ func (a *Announcer) wrongCode(who string) {
 	a.cfg.Log.Infof("a peer (%s) tried a wrong code (%d of %d allowed)", who, a.failures, budget)
 	if a.failures >= budget {
 		a.spent = true
-		select {
-		case a.fatal <- &TooManyGuessesError{N: a.failures}:
-		default:
-		}
+		a.fail(&TooManyGuessesError{N: a.failures})
 	}
 }

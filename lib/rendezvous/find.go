@@ -42,17 +42,19 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 	password := cfg.Code.Password()
 
 	candidates := make(chan discovery.Candidate)
-	methodDone := make(chan struct{}, len(cfg.Methods))
+	methodDone := make(chan error, len(cfg.Methods))
 	usesDHT := false
 	for _, m := range cfg.Methods {
 		usesDHT = usesDHT || m.Name() == "dht"
 		go func() {
-			if err := m.Find(ctx, cfg.Code.Channel(), candidates); err != nil {
-				cfg.Log.Infof("%v", err)
+			err := m.Find(ctx, cfg.Code.Channel(), candidates)
+			if err != nil && len(cfg.Methods) > 1 {
+				cfg.Log.Infof("%v", err) // else the error it ends with says it
 			}
-			methodDone <- struct{}{}
+			methodDone <- err
 		}()
 	}
+	var methodErrs []error
 
 	type result struct {
 		cand discovery.Candidate
@@ -81,6 +83,8 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 		switch {
 		case errors.Is(ctx.Err(), context.Canceled):
 			return ctx.Err()
+		case len(seen) == 0 && len(methodErrs) == len(cfg.Methods):
+			return &NoDiscoveryError{Errs: methodErrs}
 		case wrongCodes > 0:
 			return &WrongCodeError{Peers: wrongCodes}
 		case refused != nil:
@@ -198,8 +202,11 @@ func Find(ctx context.Context, cfg Config, want string) (*Peer, error) {
 					}
 				}(retryOf{r.cand, retrySeq[r.cand.ID]})
 			}
-		case <-methodDone:
+		case err := <-methodDone:
 			methodsLeft--
+			if err != nil {
+				methodErrs = append(methodErrs, err)
+			}
 		case <-ctx.Done():
 			return nil, conclude()
 		}

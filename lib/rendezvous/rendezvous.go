@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -198,6 +199,20 @@ func (e *WrongCodeError) Error() string {
 
 // Is makes a *WrongCodeError match auth.ErrWrongCode.
 func (e *WrongCodeError) Is(target error) bool { return target == auth.ErrWrongCode }
+
+// NoDiscoveryError reports that every discovery method failed: nothing can
+// be announced or found this way on this host.
+type NoDiscoveryError struct{ Errs []error }
+
+func (e *NoDiscoveryError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e *NoDiscoveryError) Unwrap() []error { return e.Errs }
 
 // TooManyGuessesError reports that the guess budget ran out.
 type TooManyGuessesError struct{ N int }
