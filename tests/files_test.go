@@ -606,3 +606,32 @@ func TestReplaceQuestionOnATerminal(t *testing.T) {
 		}
 	}
 }
+
+// pcp send - reads stdin to its end before it hands out a code: a stream
+// that does not fit in TMPDIR fails there, with no code printed, and one
+// that fits is offered with its size.
+func TestStdinIsHeldBeforeTheCode(t *testing.T) {
+	netns.Require(t)
+	dir := t.TempDir()
+	// A mount namespace of its own: the tmpfs goes away with the command.
+	sh := `mount -t tmpfs -o size=1m pcp-test "$2" && TMPDIR="$2" "$1" send --discovery mdns -`
+	full := start(t, exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", sh, "-", binary(t, "pcp"), dir), bytes.NewReader(randomBytes(t, 4<<20)))
+	full.expectExit(10*time.Second, 1)
+	if stderr := full.stderr.String(); !strings.Contains(stderr, "hold stdin in") || strings.Contains(stderr, "code:") {
+		t.Fatalf("pcp send - with a full TMPDIR should fail before the code, saying where stdin did not fit:\n%s", stderr)
+	}
+
+	data := randomBytes(t, 300<<10)
+	c := newCode(t)
+	send := start(t, command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "--name", "data.bin", "-"), bytes.NewReader(data))
+	out := t.TempDir()
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "-v", "--output", out, "--timeout", "20s", c), nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if got, err := os.ReadFile(filepath.Join(out, "data.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the received data.bin differs from stdin (%v)", err)
+	}
+	if !strings.Contains(recv.stderr.String(), "300.0 KiB") {
+		t.Fatalf("the receiver was not offered the size of stdin:\n%s", recv.stderr.String())
+	}
+}

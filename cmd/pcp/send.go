@@ -12,6 +12,7 @@ import (
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/files"
 	"github.com/pcp-dev/pcp/lib/status"
+	"golang.org/x/term"
 )
 
 func send(ctx context.Context, args []string) error {
@@ -49,10 +50,14 @@ func send(ctx context.Context, args []string) error {
 	log := f.Logger("pcp", os.Stderr)
 	progress := f.Progress("sending")
 	opt.Progress, opt.Debugf = progress.Update, log.Debugf
-	out, err := files.Prepare(fs.Args(), os.Stdin, opt)
+	if f.StdinIsData && term.IsTerminal(int(os.Stdin.Fd())) {
+		fmt.Fprintln(os.Stderr, "pcp: reading what you type until Ctrl-D (the end of the input)")
+	}
+	out, err := files.Prepare(ctx, fs.Args(), os.Stdin, opt)
 	if err != nil {
 		return err
 	}
+	defer out.Close()
 	if note := out.Skipping(); note != "" {
 		// Said even without a terminal: the receiver gets less than the folder.
 		fmt.Fprintf(os.Stderr, "pcp: %s\n", note)

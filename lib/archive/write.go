@@ -76,55 +76,81 @@ func Write(ctx context.Context, w io.Writer, paths []string, opt WriteOptions) e
 
 // WriteStream writes the single stream r as one regular file named name,
 // mode 0644 and modification time now, in the same format as Write. Tar
-// needs a file's size before its data, so WriteStream first spools r into a
-// temporary file in os.TempDir() (removed before it returns) and then sends
-// that: memory stays flat, disk use is the size of the stream, and nothing is
-// written to w before r has ended. name must be a single file name (no
-// slash, no control character).
+// needs a file's size before its data, so WriteStream first spools r (see
+// Spool) and then sends that: memory stays flat, disk use is the size of
+// the stream, and nothing is written to w before r has ended.
 func WriteStream(ctx context.Context, w io.Writer, name string, r io.Reader, opt WriteOptions) error {
+	sp, err := Spool(ctx, name, r)
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	return sp.Write(ctx, w, opt)
+}
+
+// Spooled is a stream read to its end into a temporary file, to be sent as
+// one regular file: its size is known before its data.
+type Spooled struct {
+	name    string
+	f       *os.File
+	size    int64
+	removed bool // unlinked already, while open
+}
+
+// Spool reads r to its end into a temporary file in os.TempDir(), unlinked
+// at once where the system allows it, so that no copy is left behind
+// whatever ends the process. name must be a single file name (no slash, no
+// control character). Close removes the file.
+func Spool(ctx context.Context, name string, r io.Reader) (*Spooled, error) {
 	parts, reason := splitName(name)
 	if reason == "" && (len(parts) != 1 || parts[0] != name) {
 		reason = "must be a single file name"
 	}
 	if reason != "" {
-		return fmt.Errorf("invalid stream name %q: %s", sanitize(name), reason)
+		return nil, fmt.Errorf("invalid stream name %q: %s", sanitize(name), reason)
 	}
-	if err := checkLevel(opt.Level); err != nil {
-		return err
-	}
-	spool, err := os.CreateTemp("", "pcp-stream-*")
+	f, err := os.CreateTemp("", "pcp-stream-*")
 	if err != nil {
-		return fmt.Errorf("creating spool file: %w", err)
+		return nil, fmt.Errorf("create a file to hold stdin: %w", err)
 	}
-	// Unlinked at once where the system allows it (the open file lives on),
-	// so that no copy of the stream is left behind, whatever ends the process.
-	removed := os.Remove(spool.Name()) == nil
-	defer func() {
-		spool.Close()
-		if !removed {
-			os.Remove(spool.Name())
-		}
-	}()
-	buf := make([]byte, copyBufSize)
-	size, err := io.CopyBuffer(spool, ctxReader{ctx, r}, buf)
+	sp := &Spooled{name: name, f: f, removed: os.Remove(f.Name()) == nil}
+	size, err := io.CopyBuffer(f, ctxReader{ctx, r}, make([]byte, copyBufSize))
 	if err != nil {
-		return fmt.Errorf("spooling stream %s to %s: %w", name, spool.Name(), err)
+		sp.Close()
+		return nil, fmt.Errorf("hold stdin in %s: %w", os.TempDir(), err)
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("rewinding spool file: %w", err)
-	}
+	sp.size = size
+	return sp, nil
+}
+
+// Size is the number of bytes spooled.
+func (sp *Spooled) Size() int64 { return sp.size }
+
+// Write writes the spooled stream to w as one regular file, mode 0644 and
+// modification time now, in the same format as Write; it may be called
+// again (each call starts from the beginning).
+func (sp *Spooled) Write(ctx context.Context, w io.Writer, opt WriteOptions) error {
 	aw, err := newArchiveWriter(w, opt)
 	if err != nil {
 		return err
 	}
 	hdr := &tar.Header{
 		Typeflag: tar.TypeReg,
-		Name:     name,
+		Name:     sp.name,
 		Mode:     0o644,
-		Size:     size,
+		Size:     sp.size,
 		ModTime:  time.Now().Truncate(time.Second),
 	}
-	return aw.end(aw.writeFile(ctx, hdr, spool, name))
+	return aw.end(aw.writeFile(ctx, hdr, io.NewSectionReader(sp.f, 0, sp.size), sp.name))
+}
+
+// Close removes the spool file.
+func (sp *Spooled) Close() error {
+	err := sp.f.Close()
+	if !sp.removed {
+		os.Remove(sp.f.Name())
+	}
+	return err
 }
 
 // checkLevel validates WriteOptions.Level.

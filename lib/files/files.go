@@ -65,6 +65,7 @@ type SendOptions struct {
 type Outgoing struct {
 	header    pipe.Header
 	write     func(context.Context, io.Writer) error
+	release   func() error
 	delivered *reports // what the receiver reports it has written out
 }
 
@@ -87,15 +88,20 @@ func (o *Outgoing) Skipping() string {
 }
 
 // Prepare checks paths ("-" for stdin) and sums them up, before any peer is
-// involved, so that a mistake shows before a code is handed out.
-func Prepare(paths []string, stdin io.Reader, opt SendOptions) (*Outgoing, error) {
+// involved, so that a mistake shows before a code is handed out. stdin is
+// read to its end here, into a temporary file (tar needs its size first).
+// Close releases what Prepare holds.
+func Prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptions) (*Outgoing, error) {
 	delivered := new(reports)
-	h, write, err := prepare(paths, stdin, opt, delivered.latest)
+	h, write, release, err := prepare(ctx, paths, stdin, opt, delivered.latest)
 	if err != nil {
 		return nil, err
 	}
-	return &Outgoing{header: h, write: write, delivered: delivered}, nil
+	return &Outgoing{header: h, write: write, release: release, delivered: delivered}, nil
 }
+
+// Close releases what Prepare holds: the copy of stdin.
+func (o *Outgoing) Close() error { return o.release() }
 
 // Send announces c and streams the prepared transfer as tar+zstd to the
 // receiver that accepts it.
@@ -155,7 +161,7 @@ func (r *reports) latest() compress.Report {
 
 // prepare builds the header and the writer of the archive; delivered tells
 // the writer how much the receiver has written out.
-func prepare(paths []string, stdin io.Reader, opt SendOptions, delivered func() compress.Report) (pipe.Header, func(context.Context, io.Writer) error, error) {
+func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptions, delivered func() compress.Report) (h pipe.Header, write func(context.Context, io.Writer) error, release func() error, err error) {
 	kind := KindTarZstd
 	if opt.Level == 0 {
 		kind = KindTar
@@ -175,30 +181,38 @@ func prepare(paths []string, stdin io.Reader, opt SendOptions, delivered func() 
 			name = "stdin"
 		}
 		if name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || strings.IndexFunc(name, unicode.IsControl) >= 0 {
-			return pipe.Header{}, nil, fmt.Errorf("--name %q: want a plain file name", name)
+			return pipe.Header{}, nil, nil, fmt.Errorf("--name %q: want a plain file name", name)
 		}
-		h := pipe.Header{Kind: kind, Names: []string{name}, Size: -1, Count: 1}
+		// Read stdin to its end now, before any code is handed out: tar
+		// needs the size first, a full disk shows before a peer is
+		// involved, and the offer carries the size.
+		sp, err := archive.Spool(ctx, name, stdin)
+		if err != nil {
+			return pipe.Header{}, nil, nil, err
+		}
+		h = pipe.Header{Kind: kind, Names: []string{name}, Size: sp.Size(), Count: 1}
+		total = sp.Size()
 		return h, func(ctx context.Context, w io.Writer) error {
-			return archive.WriteStream(ctx, w, name, stdin, wopt)
-		}, nil
+			return sp.Write(ctx, w, wopt)
+		}, sp.Close, nil
 	}
 	for _, p := range paths {
 		if p == "-" {
-			return pipe.Header{}, nil, fmt.Errorf("- (stdin) cannot be sent together with other paths")
+			return pipe.Header{}, nil, nil, fmt.Errorf("- (stdin) cannot be sent together with other paths")
 		}
 	}
 	sum, err := archive.Scan(paths, opt.Selection)
 	if err != nil {
-		return pipe.Header{}, nil, err
+		return pipe.Header{}, nil, nil, err
 	}
 	if len(sum.Names) > maxNames {
-		return pipe.Header{}, nil, fmt.Errorf("%d paths to send (at most %d): put them in a folder", len(sum.Names), maxNames)
+		return pipe.Header{}, nil, nil, fmt.Errorf("%d paths to send (at most %d): put them in a folder", len(sum.Names), maxNames)
 	}
-	h := pipe.Header{Kind: kind, Names: sum.Names, Size: sum.Size, Count: sum.Count, Skipped: skippedCounts(sum.Skipped)}
+	h = pipe.Header{Kind: kind, Names: sum.Names, Size: sum.Size, Count: sum.Count, Skipped: skippedCounts(sum.Skipped)}
 	total = sum.Size
 	return h, func(ctx context.Context, w io.Writer) error {
 		return archive.Write(ctx, w, paths, wopt)
-	}, nil
+	}, func() error { return nil }, nil
 }
 
 // Offer is what a receiver is asked to accept.

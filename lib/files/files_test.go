@@ -32,18 +32,21 @@ func TestPrepareHeader(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "one"), []byte("12345"), 0o644)
 	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
 	os.WriteFile(filepath.Join(dir, "sub", "two"), []byte("678"), 0o644)
-	h, _, err := prepare([]string{filepath.Join(dir, "one"), filepath.Join(dir, "sub")}, nil, SendOptions{Level: 1}, nil)
+	ctx := t.Context()
+	h, _, _, err := prepare(ctx, []string{filepath.Join(dir, "one"), filepath.Join(dir, "sub")}, nil, SendOptions{Level: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h.Kind != KindTarZstd || h.Size != 8 || h.Count != 3 || strings.Join(h.Names, ",") != "one,sub" {
 		t.Fatalf("header %+v, want tar+zstd of one,sub: 8 bytes in 3 entries", h)
 	}
-	h, _, err = prepare([]string{"-"}, strings.NewReader("x"), SendOptions{Level: 0, Name: "note"}, nil)
-	if err != nil || h.Kind != KindTar || h.Size != -1 || h.Names[0] != "note" {
-		t.Fatalf("stdin header %+v, %v", h, err)
+	// stdin is read to its end before the offer: its size is in it.
+	h, _, release, err := prepare(ctx, []string{"-"}, strings.NewReader("xyz"), SendOptions{Level: 0, Name: "note"}, nil)
+	if err != nil || h.Kind != KindTar || h.Size != 3 || h.Names[0] != "note" {
+		t.Fatalf("stdin header %+v, %v; want plain tar of note, 3 bytes", h, err)
 	}
-	if _, _, err := prepare([]string{"-", dir}, nil, SendOptions{}, nil); err == nil {
+	release()
+	if _, _, _, err := prepare(ctx, []string{"-", dir}, nil, SendOptions{}, nil); err == nil {
 		t.Fatal("stdin together with other paths was accepted")
 	}
 }

@@ -1494,3 +1494,61 @@ type forPeer struct{}
 
 func (forPeer) Error() string       { return "said here" }
 func (forPeer) PeerMessage() string { return "said to the peer" }
+
+// A sender's stream reset in the middle of the data is a truncation for
+// the receiver, told in a few words, not the muxer's chain of errors.
+func TestResetMidStreamIsToldPlainly(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	var hosts []interface{ Close() error }
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			h.Close()
+		}
+	})
+	ha, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts = append(hosts, ha)
+	hb, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts = append(hosts, hb)
+	const proto = protocol.ID("/pcp/pipe-reset-test/1.0.0")
+	got := make(chan error, 1)
+	hb.SetStreamHandler(proto, func(s network.Stream) {
+		defer s.Close()
+		_, err := Receive(ctx, s, io.Discard, Options{Timing: testTiming})
+		got <- err
+	})
+	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ha.NewStream(ctx, hb.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress, reached := progressAt(1 << 20)
+	go Send(ctx, s, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming, Progress: progress})
+	select {
+	case <-reached:
+	case <-time.After(testWait):
+		t.Fatal("no data flowed")
+	}
+	s.Reset()
+	select {
+	case err := <-got:
+		var ie *IntegrityError
+		if !errors.As(err, &ie) || !errors.Is(err, network.ErrReset) {
+			t.Fatalf("Receive error = %v, want an IntegrityError caused by a reset", err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "the sender's side cut it") || strings.Contains(msg, "stream reset") {
+			t.Fatalf("Receive error %q should say in plain words that the sender's side cut the stream", msg)
+		}
+		t.Logf("Receive: %v", err)
+	case <-time.After(testWait):
+		t.Fatal("Receive did not return after the reset")
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+
 	"github.com/pcp-dev/pcp/lib/frame"
 )
 
@@ -64,9 +66,9 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			case errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 				return n, err
 			case !flowed:
-				return n, fmt.Errorf("the stream ended before any data: %w", err)
+				return n, fmt.Errorf("the stream ended before any data: %w", plainCut(err))
 			}
-			return n, &IntegrityError{Reason: fmt.Sprintf("the stream ended after %d bytes, before the end frame", n), Err: err}
+			return n, &IntegrityError{Reason: fmt.Sprintf("the stream ended after %d bytes, before the end frame", n), Err: plainCut(err)}
 		}
 		switch t {
 		case frame.Data:
@@ -171,3 +173,22 @@ func outputError(err error, n int64) error {
 	}
 	return fmt.Errorf("write output after %d bytes: %w", n, err)
 }
+
+// plainCut says in a few words why the stream was cut, when the muxer's
+// error is a reset (a chain such as "stream reset: stream reset: connection
+// closed: read tcp4 …: connection reset by peer"); the chain stays
+// reachable through errors.Unwrap.
+func plainCut(err error) error {
+	if errors.Is(err, network.ErrReset) {
+		return &cutError{err}
+	}
+	return err
+}
+
+type cutError struct{ cause error }
+
+func (e *cutError) Error() string {
+	return "the sender's side cut it (the sender stopped, or the connection broke)"
+}
+
+func (e *cutError) Unwrap() error { return e.cause }
