@@ -9,7 +9,7 @@ GO ?= go
 all: build ## build the commands into bin/ (the default)
 
 build: ## build the commands into bin/
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -buildvcs=auto -o bin/ ./cmd/...
 
 check: ## gofmt, go vet, and cross-compile for macOS and Windows
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

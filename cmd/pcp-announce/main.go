@@ -19,7 +19,7 @@ func run(ctx context.Context, args []string) error {
 	var f cli.Flags
 	var keep bool
 	fs := cli.NewFlagSet("pcp-announce", "pcp-announce [OPTIONS] [CODE]", os.Stdout)
-	f.AddCode(fs)
+	f.AddCode(fs, true)
 	f.AddWords(fs)
 	fs.BoolVar(&keep, "keep", false, "keep answering peers after the first, until --timeout or interrupted")
 	f.AddNetwork(fs, 0)

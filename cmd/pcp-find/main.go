@@ -30,14 +30,14 @@ func run(ctx context.Context, args []string) error {
 	var f cli.Flags
 	var asJSON, unverified bool
 	fs := cli.NewFlagSet("pcp-find", "pcp-find [OPTIONS] CODE", os.Stdout)
-	f.AddCode(fs)
+	f.AddCode(fs, true)
 	fs.BoolVar(&asJSON, "json", false, "print JSON lines: peer, addrs, source, rtt_ms, verified")
 	fs.BoolVar(&unverified, "unverified", false, "list every discovery candidate until --timeout, without authenticating (a diagnostic)")
 	f.AddNetwork(fs, 10*time.Minute)
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	c, err := f.FindCode(fs.Args())
+	c, err := f.FindCode(ctx, "pcp-find", fs.Args())
 	if err != nil {
 		return err
 	}

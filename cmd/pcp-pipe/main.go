@@ -30,6 +30,9 @@ func run(ctx context.Context, args []string) error {
 		return send(ctx, args[1:])
 	case "recv", "receive":
 		return recv(ctx, args[1:])
+	case "--version":
+		fmt.Println(cli.Version("pcp-pipe"))
+		return nil
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return nil
@@ -40,7 +43,7 @@ func run(ctx context.Context, args []string) error {
 func send(ctx context.Context, args []string) error {
 	var f cli.Flags
 	fs := cli.NewFlagSet("send", "pcp-pipe send [OPTIONS] < DATA", os.Stdout)
-	f.AddCode(fs)
+	f.AddCode(fs, false)
 	f.AddWords(fs)
 	f.AddNetwork(fs, 0)
 	f.AddAllowRelay(fs, "pcp-pipe")
@@ -62,7 +65,7 @@ func send(ctx context.Context, args []string) error {
 		return err
 	}
 	progress := f.Progress("sending")
-	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, session.SendOptions{Options: pipe.Options{Progress: progress.Bytes}})
+	res, err := s.Send(ctx, c, pipe.Header{Kind: pipe.KindRaw, Size: -1}, os.Stdin, f.Timeout, session.SendOptions{Options: pipe.Options{Progress: progress.Of(cli.StdinSize())}})
 	progress.Finish()
 	if err != nil {
 		return err
@@ -74,7 +77,7 @@ func send(ctx context.Context, args []string) error {
 func recv(ctx context.Context, args []string) error {
 	var f cli.Flags
 	fs := cli.NewFlagSet("recv", "pcp-pipe recv [OPTIONS] CODE > DATA", os.Stdout)
-	f.AddCode(fs)
+	f.AddCode(fs, true)
 	noSync := fs.Bool("no-fsync", false, "acknowledge before an output file is on stable storage (faster; a crash may lose it)")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
@@ -82,7 +85,7 @@ func recv(ctx context.Context, args []string) error {
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	c, err := f.FindCode(fs.Args())
+	c, err := f.FindCode(ctx, "pcp-pipe", fs.Args())
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ func run(ctx context.Context, args []string) error {
 		return receive(ctx, args[1:])
 	case "node":
 		return serveNode(ctx, args[1:])
+	case "--version":
+		fmt.Println(cli.Version("pcp"))
+		return nil
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return nil

@@ -18,7 +18,7 @@ func receive(ctx context.Context, args []string) error {
 	var opt files.ReceiveOptions
 	var yes, toStdout bool
 	fs := cli.NewFlagSet("receive", "pcp receive [OPTIONS] CODE", os.Stdout)
-	f.AddCode(fs)
+	f.AddCode(fs, true)
 	fs.StringVarP(&opt.Dir, "output", "o", ".", "extract into this `DIR`")
 	fs.BoolVar(&toStdout, "stdout", false, "write the received stream (tar+zstd) to stdout instead of extracting it")
 	fs.BoolVarP(&yes, "yes", "y", false, "accept without asking")
@@ -31,7 +31,7 @@ func receive(ctx context.Context, args []string) error {
 		return err
 	}
 	f.QuietWithoutTerminal()
-	c, err := f.FindCode(fs.Args())
+	c, err := f.FindCode(ctx, "pcp", fs.Args())
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func receive(ctx context.Context, args []string) error {
 		opt.Confirm = func(o files.Offer) error {
 			ok, err := cli.Ask(ctx, "pcp", "receive "+o.String()+"?", "--yes")
 			if err == nil && !ok {
-				err = errors.New("declined")
+				err = cli.ErrDeclined
 			}
 			return err
 		}

@@ -19,7 +19,7 @@ func send(ctx context.Context, args []string) error {
 	var f cli.Flags
 	var opt files.SendOptions
 	fs := cli.NewFlagSet("send", "pcp send [OPTIONS] PATH...", os.Stdout)
-	f.AddCode(fs)
+	f.AddCode(fs, false)
 	f.AddWords(fs)
 	level := fs.String("compress", "auto", "zstd level: auto (what suits the link), 1 (fastest) to 4 (smallest), or 0 for plain tar")
 	fs.StringVar(&opt.Name, "name", "", "the name of the data read from stdin (the path -)")

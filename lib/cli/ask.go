@@ -23,17 +23,25 @@ func Ask(ctx context.Context, prog, question, flag string) (bool, error) {
 	if !CanAsk() {
 		return false, Usagef("%s: no terminal to ask on; pass %s to accept", question, flag)
 	}
-	fmt.Fprintf(os.Stderr, "%s: %s [y/N] ", prog, question)
+	a, err := AskLine(ctx, prog, question+" [y/N]")
+	a = strings.ToLower(a)
+	return err == nil && (a == "y" || a == "yes"), err
+}
+
+// AskLine asks for one line of text on stderr and reads it from stdin,
+// which must be a terminal (see CanAsk).
+func AskLine(ctx context.Context, prog, prompt string) (string, error) {
+	fmt.Fprintf(os.Stderr, "%s: %s ", prog, prompt)
 	answer := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-		answer <- strings.ToLower(strings.TrimSpace(line))
+		answer <- strings.TrimSpace(line)
 	}()
 	select {
 	case a := <-answer:
-		return a == "y" || a == "yes", nil
+		return a, nil
 	case <-ctx.Done():
 		fmt.Fprintln(os.Stderr)
-		return false, ctx.Err()
+		return "", ctx.Err()
 	}
 }

@@ -95,6 +95,11 @@ func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Con
 	if err != nil && ctx.Err() != nil {
 		err = errInterrupted
 	}
+	if errors.Is(err, ErrDeclined) {
+		// The user's own choice: said, but not as an error.
+		fmt.Fprintf(stderr, "%s: declined; nothing was received\n", prog)
+		return ExitFailure
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", prog, err)
 		if hint := hintFor(err); hint != "" {
@@ -103,6 +108,10 @@ func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Con
 	}
 	return ExitCode(err)
 }
+
+// ErrDeclined is a receiver's no to the offer: the sender is told
+// "declined", and the command exits 1 without calling it an error.
+var ErrDeclined = errors.New("declined")
 
 // errInterrupted ends a command stopped by SIGINT or SIGTERM: it says only
 // "interrupted" (not Go's "context canceled") and matches context.Canceled,

@@ -46,7 +46,7 @@ func TestFlagBeatsVariable(t *testing.T) {
 	env := map[string]string{"PCP_TIMEOUT": "7s", "PCP_DISCOVERY": "dht", "PCP_CODE": "zoo-zoo-zoo"}
 	var f Flags
 	fs := NewFlagSet("test", "test", io.Discard)
-	f.AddCode(fs)
+	f.AddCode(fs, true)
 	f.AddNetwork(fs, time.Minute)
 	if err := f.Parse(fs, []string{"--discovery", "mdns"}, func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestBadVariableIsUsageError(t *testing.T) {
 func TestCodeGivenTwice(t *testing.T) {
 	var f Flags
 	fs := NewFlagSet("test", "test", io.Discard)
-	f.AddCode(fs)
+	f.AddCode(fs, true)
 	if err := f.Parse(fs, []string{"--code", "able-able-able"}, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,8 @@ type Flags struct {
 	// is made for it (session.Config.Receiver).
 	Receives bool
 
-	fromEnv map[string]bool // flags that took their value from the environment
+	fromEnv   map[string]bool // flags that took their value from the environment
+	generates bool            // the command generates codes (AddWords)
 }
 
 // NewFlagSet returns a GNU-style flag set whose usage text starts with
@@ -64,6 +65,7 @@ func NewFlagSet(name, synopsis string, out io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.SortFlags = false
+	fs.Bool("version", false, "print the version (module, commit, Go) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: %s\n\nOptions:\n%s", synopsis, fs.FlagUsages())
 	}
@@ -76,15 +78,22 @@ func withEnv(fs *pflag.FlagSet, name, env string) {
 	f.Usage += " (env " + env + ")"
 }
 
-// AddCode registers --code and --code-file.
-func (f *Flags) AddCode(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Code, "code", "", "the code, instead of the CODE argument: as visible as it to other users in the process list; on a shared machine use PCP_CODE or --code-file")
+// AddCode registers --code and --code-file; argument tells whether the
+// command also takes the code as its CODE argument (else it generates one
+// when none is given).
+func (f *Flags) AddCode(fs *pflag.FlagSet, argument bool) {
+	usage := "use this code instead of a generated one: visible to other users in the process list; on a shared machine use PCP_CODE or --code-file"
+	if argument {
+		usage = "the code, instead of the CODE argument: as visible as it to other users in the process list; on a shared machine use PCP_CODE or --code-file"
+	}
+	fs.StringVar(&f.Code, "code", "", usage)
 	withEnv(fs, "code", "PCP_CODE")
 	fs.StringVar(&f.CodeFile, "code-file", "", "read the code from the first line of `FILE`")
 }
 
-// AddWords registers --words.
+// AddWords registers --words, for a command that generates codes.
 func (f *Flags) AddWords(fs *pflag.FlagSet) {
+	f.generates = true
 	fs.IntVar(&f.Words, "words", code.DefaultWords, fmt.Sprintf("number of words in a generated code (at least %d)", code.MinWords))
 }
 
@@ -136,7 +145,11 @@ func (f *Flags) allowRelay(ctx context.Context, relay peer.ID, reason string) (b
 // AddVerbosity registers -v and -q.
 func (f *Flags) AddVerbosity(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.Verbose, "verbose", "v", false, "show each phase and how long it took")
-	fs.BoolVarP(&f.Quiet, "quiet", "q", false, "print only errors (a generated code is still printed: the peer needs it)")
+	quiet := "print only errors"
+	if f.generates {
+		quiet += " (a generated code is still printed: the peer needs it)"
+	}
+	fs.BoolVarP(&f.Quiet, "quiet", "q", false, quiet)
 }
 
 // Parse parses args and then fills every flag that was not given from its
@@ -148,6 +161,10 @@ func (f *Flags) Parse(fs *pflag.FlagSet, args []string, getenv func(string) stri
 			return err
 		}
 		return &UsageError{Err: err}
+	}
+	if v, _ := fs.GetBool("version"); v {
+		printVersion(fs.Output(), versionName(fs))
+		return pflag.ErrHelp // done, and exit 0
 	}
 	var err error
 	fs.VisitAll(func(fl *pflag.Flag) {
@@ -296,13 +313,25 @@ func (f *Flags) NewCode() (code.Code, error) {
 }
 
 // FindCode returns the code for a command that finds: from args, --code,
-// --code-file or PCP_CODE; none is a usage error.
-func (f *Flags) FindCode(args []string) (code.Code, error) {
+// --code-file or PCP_CODE; with none, it is asked for on a terminal (not
+// echoed to the process list or the shell's history), and else a usage
+// error.
+func (f *Flags) FindCode(ctx context.Context, prog string, args []string) (code.Code, error) {
 	c, given, err := f.ReadCode(args)
-	if err == nil && !given {
-		err = Usagef("missing CODE (the argument, --code, --code-file or PCP_CODE)")
+	if err != nil || given {
+		return c, err
 	}
-	return c, err
+	if !CanAsk() {
+		return c, Usagef("missing CODE (the argument, --code, --code-file or PCP_CODE)")
+	}
+	line, err := AskLine(ctx, prog, "code (the words the sender printed):")
+	if err != nil {
+		return c, err
+	}
+	if c, err = code.Parse(line); err != nil {
+		return c, &UsageError{Err: err}
+	}
+	return c, nil
 }
 
 // Start starts a session configured by the flags.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"time"
 
@@ -18,6 +19,25 @@ type Progress struct {
 	bar         *progressbar.ProgressBar
 }
 
+// drawnFrom passes writes on to w from a time on, and drops those before.
+type drawnFrom struct {
+	w    io.Writer
+	from time.Time
+}
+
+func (d *drawnFrom) Write(b []byte) (int, error) {
+	if time.Now().Before(d.from) {
+		return len(b), nil
+	}
+	return d.w.Write(b)
+}
+
+// firstDraw is how long after the first update the bar appears: its rate
+// is then an average over that time, not the first buffers' size over a
+// few microseconds (which read "172 GB/s"). Until then its drawing is
+// dropped.
+const firstDraw = 600 * time.Millisecond
+
 // Progress returns the progress bar for a transfer.
 func (f *Flags) Progress(description string) *Progress {
 	return &Progress{description: description, enabled: !f.Quiet && term.IsTerminal(int(os.Stderr.Fd()))}
@@ -30,10 +50,12 @@ func (p *Progress) Update(done, total int64) {
 	}
 	if p.bar == nil {
 		p.bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetWriter(&drawnFrom{w: os.Stderr, from: time.Now().Add(firstDraw)}),
 			progressbar.OptionSetDescription(p.description),
 			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
 			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionUseIECUnits(true), // MiB/s, as the summary line
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionSetPredictTime(total > 0),
 			progressbar.OptionClearOnFinish(),
@@ -44,6 +66,20 @@ func (p *Progress) Update(done, total int64) {
 
 // Bytes shows done bytes of an unknown total; it fits pipe.Options.Progress.
 func (p *Progress) Bytes(done int64) { p.Update(done, -1) }
+
+// Of returns a pipe.Options.Progress that shows done bytes of total (-1:
+// unknown).
+func (p *Progress) Of(total int64) func(done int64) {
+	return func(done int64) { p.Update(done, total) }
+}
+
+// StdinSize is the size of stdin when it is a regular file, else -1.
+func StdinSize() int64 {
+	if info, err := os.Stdin.Stat(); err == nil && info.Mode().IsRegular() {
+		return info.Size()
+	}
+	return -1
+}
 
 // Finish removes the bar.
 func (p *Progress) Finish() {

@@ -1,0 +1,122 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcp-dev/pcp/internal/netns"
+)
+
+// Every command tells its version (module version, commit, Go) and exits 0.
+func TestVersionOnEveryCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"pcp", "--version"}, {"pcp", "send", "--version"}, {"pcp", "receive", "--version"}, {"pcp", "node", "--version"},
+		{"pcp-pipe", "--version"}, {"pcp-pipe", "send", "--version"}, {"pcp-pipe", "recv", "--version"},
+		{"pcp-announce", "--version"}, {"pcp-find", "--version"},
+	} {
+		out, err := command(t, args[0], args[1:]...).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", strings.Join(args, " "), err)
+		}
+		if s := string(out); !strings.HasPrefix(s, args[0]) || !strings.Contains(s, "go1.") || strings.Count(s, "\n") != 1 {
+			t.Fatalf("%s printed %q, want one line: the command, its version and the Go version", strings.Join(args, " "), s)
+		}
+	}
+}
+
+// Help texts fit their command: --code is "instead of the CODE argument"
+// only where there is one, and -q speaks of a generated code only where
+// one is generated.
+func TestHelpFitsTheCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args                []string
+		codeArgument, makes bool
+	}{
+		{[]string{"pcp", "send"}, false, true},
+		{[]string{"pcp", "receive"}, true, false},
+		{[]string{"pcp-pipe", "send"}, false, true},
+		{[]string{"pcp-pipe", "recv"}, true, false},
+		{[]string{"pcp-find"}, true, false},
+		{[]string{"pcp-announce"}, true, true},
+	} {
+		out, err := command(t, tc.args[0], append(tc.args[1:], "--help")...).Output()
+		if err != nil {
+			t.Fatalf("%v --help: %v", tc.args, err)
+		}
+		help := string(out)
+		if got := strings.Contains(help, "CODE argument"); got != tc.codeArgument {
+			t.Errorf("%v --help mentions a CODE argument: %v, want %v", tc.args, got, tc.codeArgument)
+		}
+		if got := strings.Contains(help, "generated code is still printed"); got != tc.makes {
+			t.Errorf("%v --help: -q mentions a generated code: %v, want %v", tc.args, got, tc.makes)
+		}
+	}
+}
+
+// On a terminal, pcp receive without a code asks for it; declining the
+// offer is said plainly, not as an error, and the sender is told.
+func TestReceiveOnATerminal(t *testing.T) {
+	netns.Require(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.txt"), []byte("alpha\n"), 0o644)
+	for _, answer := range []string{"n", "y"} {
+		out := t.TempDir()
+		c := newCode(t)
+		sc := command(t, "pcp", "send", "--discovery", "mdns", "--code", c, "a.txt")
+		sc.Dir = src
+		send := start(t, sc, nil)
+		recvCmd := strings.Join([]string{binary(t, "pcp"), "receive", "--discovery", "mdns", "--output", out, "--timeout", "20s"}, " ")
+		// The code, then the answer to the offer.
+		recv := start(t, exec.Command("script", "-qefc", recvCmd, "/dev/null"), strings.NewReader(c+"\n"+answer+"\n"))
+		status := recv.wait(30 * time.Second)
+		send.wait(10 * time.Second)
+		screen := recv.stdout.String()
+		if !strings.Contains(screen, "pcp: code (the words the sender printed):") {
+			t.Fatalf("answer %s: pcp receive without a code did not ask for it:\n%s", answer, screen)
+		}
+		_, err := os.Stat(filepath.Join(out, "a.txt"))
+		switch answer {
+		case "n":
+			if status != 1 || err == nil || !strings.Contains(screen, "pcp: declined; nothing was received") || strings.Contains(screen, "error") {
+				t.Fatalf("declining: exit %d, a.txt there: %v, screen:\n%s", status, err == nil, screen)
+			}
+			if !strings.Contains(send.stderr.String(), "refused the transfer: declined") {
+				t.Fatalf("the sender was not told of the decline:\n%s", send.stderr.String())
+			}
+		case "y":
+			if status != 0 || err != nil {
+				t.Fatalf("accepting: exit %d, a.txt: %v\n%s", status, err, screen)
+			}
+		}
+	}
+}
+
+// On a terminal, pcp-pipe send of a regular file shows a bar with the
+// bytes sent of the file's size, in the summary's units (MiB), and a rate
+// averaged over time, not over the first buffers.
+func TestProgressBarOnATerminal(t *testing.T) {
+	netns.Require(t)
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, randomBytes(t, 64<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCode(t)
+	sendCmd := binary(t, "pcp-pipe") + " send --discovery mdns --code " + c + " < " + in
+	send := start(t, exec.Command("script", "-qefc", sendCmd, "/dev/null"), nil)
+	// A receiver that takes nothing for two seconds holds the sender's bar
+	// where it can be read.
+	recv := start(t, exec.Command("bash", "-c", `"$1" recv --discovery mdns --timeout 20s "$2" | (sleep 2; cat > /dev/null)`, "-", binary(t, "pcp-pipe"), c), nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	screen := send.stdout.String()
+	if !strings.Contains(screen, "/64 MiB, ") || !strings.Contains(screen, " MiB/s)") {
+		t.Fatalf("no bar with bytes of 64 MiB and a rate in MiB/s on the screen:\n%q", screen)
+	}
+	if strings.Contains(screen, "GiB/s") || strings.Contains(screen, "TiB/s") {
+		t.Fatalf("the bar shows a rate the receiver's two-second pause makes impossible:\n%q", screen)
+	}
+}
