@@ -120,3 +120,24 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		t.Fatalf("the bar shows a rate the receiver's two-second pause makes impossible:\n%q", screen)
 	}
 }
+
+// On a terminal, a receiver that looks for its sender says so on a live
+// line, with the time it has looked, until the sender is found; the status
+// lines then start on a line of their own.
+func TestLiveStatusWhileLooking(t *testing.T) {
+	netns.Require(t)
+	c := newCode(t)
+	recvCmd := binary(t, "pcp-pipe") + " recv --discovery mdns --timeout 20s " + c + " > /dev/null"
+	recv := start(t, exec.Command("script", "-qefc", recvCmd, "/dev/null"), nil)
+	time.Sleep(2500 * time.Millisecond)
+	send := start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), strings.NewReader("hello\n"))
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	screen := recv.stdout.String()
+	if !strings.Contains(screen, "\r\x1b[Kpcp-pipe: looking for the sender (mdns)… 1s") {
+		t.Fatalf("no live status while looking:\n%q", screen)
+	}
+	if !strings.Contains(screen, "\r\x1b[Kpcp-pipe: peer ") {
+		t.Fatalf("the status line after the live one does not start on a clean line:\n%q", screen)
+	}
+}

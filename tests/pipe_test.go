@@ -467,3 +467,16 @@ func TestNoDHTWarningAfterThePeersMet(t *testing.T) {
 		}
 	}
 }
+
+// A DHT-only search whose bootstrap peers never answer says so, not that
+// the code or the clocks may be wrong.
+func TestDHTWithoutBootstrapSaysSo(t *testing.T) {
+	netns.Require(t)
+	dead := "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWHFrmLWTTDD4NodngtRMEVYgxrsTTj5nabBTsfKLzswtB"
+	recv := start(t, command(t, "pcp-pipe", "recv", "--discovery", "dht", "--bootstrap", dead, "--timeout", "3s", newCode(t)), nil)
+	recv.expectExit(15*time.Second, 4)
+	stderr := recv.stderr.String()
+	if !strings.Contains(stderr, "no bootstrap peer of the DHT answered, so it was not searched") || strings.Contains(stderr, "clocks") {
+		t.Fatalf("the receiver does not say that the DHT could not be searched:\n%s", stderr)
+	}
+}

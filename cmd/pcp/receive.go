@@ -72,7 +72,7 @@ func receive(ctx context.Context, args []string) error {
 	defer s.Close()
 	progress := f.Progress("receiving")
 	opt.Timeout, opt.Progress, opt.Debugf = f.Timeout, progress.Update, log.Debugf
-	res, err := files.Receive(ctx, s, c, opt)
+	res, err := files.Receive(ctx, s.Session, c, opt)
 	progress.Finish()
 	if err != nil {
 		return err

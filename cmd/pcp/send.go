@@ -72,7 +72,7 @@ func send(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Debugf("offering %s", out.Offer())
-	res, err := files.Send(ctx, s, c, out, f.Timeout)
+	res, err := files.Send(ctx, s.Session, c, out, f.Timeout)
 	progress.Finish()
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/gologshim"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/pcp-dev/pcp/lib/code"
 	"github.com/pcp-dev/pcp/lib/discovery"
@@ -57,6 +59,10 @@ type Flags struct {
 
 	fromEnv   map[string]bool // flags that took their value from the environment
 	generates bool            // the command generates codes (AddWords)
+	finding   bool            // the command finds its peer (FindCode)
+	screen    *screen         // stderr, when it is a terminal (Logger)
+	live      bool            // show a live status line on screen
+	session   *Session        // the command's session (Start)
 }
 
 // NewFlagSet returns a GNU-style flag set whose usage text starts with
@@ -274,8 +280,19 @@ func (f *Flags) Session(log status.Logger) (session.Config, error) {
 // quietLibraries): a command calls it once, before it starts a host.
 func (f *Flags) Logger(prog string, w io.Writer) status.Logger {
 	quietLibraries(f.Verbose, w)
+	if f.prog == "" {
+		f.prog = prog
+	}
 	print := func(format string, args ...any) {
 		fmt.Fprintf(w, prog+": "+format+"\n", args...)
+	}
+	if file, ok := w.(*os.File); ok && term.IsTerminal(int(file.Fd())) {
+		f.screen = &screen{w: w}
+		// A live status line, only where status lines are shown at all.
+		f.live = !f.Quiet
+		print = func(format string, args ...any) {
+			f.screen.println(prog + ": " + fmt.Sprintf(format, args...))
+		}
 	}
 	var l status.Logger
 	if !f.Quiet {
@@ -293,13 +310,18 @@ func (f *Flags) Logger(prog string, w io.Writer) status.Logger {
 // needs it).
 func (f *Flags) AnnounceCode(prog, peerCommand string, w io.Writer) (code.Code, error) {
 	c, given, err := f.ReadCode(nil)
-	if err != nil || given {
+	if err != nil {
 		return c, err
 	}
-	if c, err = f.NewCode(); err != nil {
-		return c, err
+	if !given {
+		if c, err = f.NewCode(); err != nil {
+			return c, err
+		}
+		fmt.Fprintf(w, "%s: code: %s\n%s: on the other side: %s %s\n", prog, c, prog, peerCommand, c)
 	}
-	fmt.Fprintf(w, "%s: code: %s\n%s: on the other side: %s %s\n", prog, c, prog, peerCommand, c)
+	if f.session != nil && f.live {
+		f.session.live(f, "waiting for the peer")
+	}
 	return c, nil
 }
 
@@ -317,6 +339,7 @@ func (f *Flags) NewCode() (code.Code, error) {
 // echoed to the process list or the shell's history), and else a usage
 // error.
 func (f *Flags) FindCode(ctx context.Context, prog string, args []string) (code.Code, error) {
+	f.finding = true
 	c, given, err := f.ReadCode(args)
 	if err != nil || given {
 		return c, err
@@ -335,12 +358,63 @@ func (f *Flags) FindCode(ctx context.Context, prog string, args []string) (code.
 }
 
 // Start starts a session configured by the flags.
-func (f *Flags) Start(ctx context.Context, log status.Logger) (*session.Session, error) {
+//
+// On a terminal, a finder's search shows a live status line from here
+// ("looking for the sender… 12s"), an announcer's wait from the code on
+// (see AnnounceCode), until a peer proved the code or the session closes.
+func (f *Flags) Start(ctx context.Context, log status.Logger) (*Session, error) {
 	cfg, err := f.Session(log)
 	if err != nil {
 		return nil, err
 	}
-	return session.Start(ctx, cfg)
+	s := &Session{stop: func() {}}
+	cfg.Met = s.endLive
+	ss, err := session.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.Session = ss
+	f.session = s
+	if f.finding && f.live {
+		s.live(f, "looking for the sender ("+f.Discovery+")")
+	}
+	return s, nil
+}
+
+// Session is a running session of a command, with its live status line.
+type Session struct {
+	*session.Session
+	mu   sync.Mutex
+	stop func() // ends the live status line
+}
+
+// live shows what… and the time since on the terminal, if there is one to
+// show it on, until the peers meet or the session closes.
+func (s *Session) live(f *Flags, what string) {
+	if f.screen == nil {
+		return
+	}
+	start := time.Now()
+	stop := f.screen.startLive(func() string {
+		return fmt.Sprintf("%s: %s… %v", f.prog, what, time.Since(start).Round(time.Second))
+	})
+	s.mu.Lock()
+	s.stop = stop
+	s.mu.Unlock()
+}
+
+// endLive ends the live status line, if one is shown.
+func (s *Session) endLive() {
+	s.mu.Lock()
+	stop := s.stop
+	s.mu.Unlock()
+	stop()
+}
+
+// Close ends the live status line and the session.
+func (s *Session) Close() error {
+	s.endLive()
+	return s.Session.Close()
 }
 
 // quietLibraries keeps the libraries' own loggers off stderr unless

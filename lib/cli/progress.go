@@ -17,6 +17,7 @@ type Progress struct {
 	description string
 	enabled     bool
 	bar         *progressbar.ProgressBar
+	screen      *screen // the terminal's last line, shared with status lines
 }
 
 // drawnFrom passes writes on to w from a time on, and drops those before.
@@ -40,7 +41,7 @@ const firstDraw = 600 * time.Millisecond
 
 // Progress returns the progress bar for a transfer.
 func (f *Flags) Progress(description string) *Progress {
-	return &Progress{description: description, enabled: !f.Quiet && term.IsTerminal(int(os.Stderr.Fd()))}
+	return &Progress{description: description, enabled: !f.Quiet && f.screen != nil, screen: f.screen}
 }
 
 // Update shows done bytes of total (total < 0: unknown).
@@ -48,6 +49,11 @@ func (p *Progress) Update(done, total int64) {
 	if !p.enabled {
 		return
 	}
+	p.screen.withBar(func() { p.update(done, total) })
+}
+
+// update is Update under the screen's lock.
+func (p *Progress) update(done, total int64) {
 	if p.bar == nil {
 		p.bar = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(&drawnFrom{w: os.Stderr, from: time.Now().Add(firstDraw)}),
@@ -60,6 +66,7 @@ func (p *Progress) Update(done, total int64) {
 			progressbar.OptionSetPredictTime(total > 0),
 			progressbar.OptionClearOnFinish(),
 		)
+		p.screen.setBar(p.bar)
 	}
 	p.bar.Set64(done)
 }
@@ -83,9 +90,15 @@ func StdinSize() int64 {
 
 // Finish removes the bar.
 func (p *Progress) Finish() {
-	if p.bar != nil {
-		p.bar.Finish()
+	if !p.enabled {
+		return
 	}
+	p.screen.withBar(func() {
+		if p.bar != nil {
+			p.bar.Finish()
+			p.screen.setBar(nil)
+		}
+	})
 }
 
 // QuietWithoutTerminal applies the rule of the pcp wrapper: when stderr is

@@ -156,6 +156,9 @@ type NotFoundError struct {
 	Candidates int  // how many candidates were tried
 	NotPcp     int  // how many of them answered, but not as pcp
 	DHT        bool // whether the DHT was searched (clock skew is then a suspect)
+	// DHTUnreached says that no bootstrap peer of the DHT ever answered:
+	// the DHT was not searched at all.
+	DHTUnreached bool
 }
 
 // OnlyNotPcp says whether every candidate answered, but not as pcp: more
@@ -163,6 +166,9 @@ type NotFoundError struct {
 func (e *NotFoundError) OnlyNotPcp() bool { return e.NotPcp > 0 && e.NotPcp == e.Candidates }
 
 func (e *NotFoundError) Error() string {
+	if e.Announcing && e.DHTUnreached {
+		return "no peer came before the timeout; no bootstrap peer of the DHT answered, so only the LAN could find this one (is --bootstrap right? is there internet here?)"
+	}
 	if e.Announcing {
 		return "no peer came before the timeout"
 	}
@@ -177,7 +183,10 @@ func (e *NotFoundError) Error() string {
 	case e.Candidates > 1:
 		msg = fmt.Sprintf("no peer found in time (%d candidates could not be reached or did not speak pcp)", e.Candidates)
 	}
-	if e.DHT {
+	switch {
+	case e.DHTUnreached:
+		msg += "; no bootstrap peer of the DHT answered, so it was not searched (is --bootstrap right? is there internet here?)"
+	case e.DHT:
 		msg += "; check the code, and that both clocks are right to within a few minutes"
 	}
 	return msg

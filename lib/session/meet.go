@@ -51,8 +51,9 @@ func (s *Session) Announce(ctx context.Context, c code.Code, timeout time.Durati
 			if met > 0 && ctx.Err() == nil && wctx.Err() != nil {
 				return met, nil // --keep until --timeout: the time is up
 			}
-			return met, waitError(ctx, err, true)
+			return met, s.waitError(ctx, err, true)
 		}
+		s.met()
 		if err := p.Meet(); err != nil {
 			s.log.Infof("peer %s: %v", node.ShortID(p.ID), err)
 			continue
@@ -72,8 +73,9 @@ func (s *Session) Find(ctx context.Context, c code.Code, timeout time.Duration) 
 	defer cancel()
 	p, err := rendezvous.Find(wctx, s.rendezvous(c), rendezvous.WantRendezvous)
 	if err != nil {
-		return nil, waitError(ctx, err, false)
+		return nil, s.waitError(ctx, err, false)
 	}
+	s.met()
 	p.Stream.Close()
 	return p, nil
 }
@@ -105,7 +107,7 @@ func (s *Session) Candidates(ctx context.Context, c code.Code, timeout time.Dura
 				return len(seen), ctx.Err()
 			}
 			if len(seen) == 0 {
-				return 0, &rendezvous.NotFoundError{DHT: s.dht != nil}
+				return 0, s.dhtUnreached(&rendezvous.NotFoundError{DHT: s.dht != nil})
 			}
 			return len(seen), nil
 		}

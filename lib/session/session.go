@@ -48,6 +48,9 @@ type Config struct {
 	Receiver bool
 	// Log receives status lines.
 	Log status.Logger
+	// Met, if set, is called once, as soon as a peer proved the code
+	// (before the data path is settled).
+	Met func()
 }
 
 // Session is a running host with its discovery methods.
@@ -64,12 +67,21 @@ type Session struct {
 	bootstrap  []peer.AddrInfo
 	started    chan struct{} // closed once Host and dht are set
 	punchWait  sync.Once     // the finder waits for hole punching once at most
+	onMet      func()
+	metOnce    sync.Once
+}
+
+// met tells Config.Met, once, that a peer proved the code.
+func (s *Session) met() {
+	if s.onMet != nil {
+		s.metOnce.Do(s.onMet)
+	}
 }
 
 // Start starts the host and, unless cfg.Peers is set, the discovery methods.
 func Start(ctx context.Context, cfg Config) (*Session, error) {
 	start := time.Now()
-	s := &Session{log: cfg.Log, punches: route.NewTracker(), allowRelay: cfg.AllowRelay, bootstrap: cfg.Bootstrap, started: make(chan struct{})}
+	s := &Session{log: cfg.Log, punches: route.NewTracker(), allowRelay: cfg.AllowRelay, bootstrap: cfg.Bootstrap, started: make(chan struct{}), onMet: cfg.Met}
 	ncfg := node.Config{Listen: cfg.Listen, Receiver: cfg.Receiver}
 	for _, ai := range cfg.Bootstrap {
 		ncfg.QUICFirst = append(ncfg.QUICFirst, ai.Addrs...)
@@ -213,8 +225,9 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	defer a.Close()
 	p, err := s.await(wctx, a, rendezvous.WantPipe)
 	if err != nil {
-		return Result{}, waitError(ctx, err, true)
+		return Result{}, s.waitError(ctx, err, true)
 	}
+	s.met()
 	busy, stopBusy := context.WithCancel(ctx)
 	defer stopBusy()
 	go s.refuseOthers(busy, a)
@@ -251,8 +264,9 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	defer cancel()
 	p, err := rendezvous.Find(wctx, s.rendezvous(c), rendezvous.WantPipe)
 	if err != nil {
-		return Result{}, waitError(ctx, err, false)
+		return Result{}, s.waitError(ctx, err, false)
 	}
+	s.met()
 	defer p.Stream.Close()
 	s.log.Debugf("peer found and authenticated %v after the start", time.Since(start).Round(time.Millisecond))
 	stream, path, err := route.Finder(ctx, s.Host, p.Stream, s.policy())
@@ -326,12 +340,27 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 
 // waitError turns the wait's own deadline into a *rendezvous.NotFoundError,
 // and leaves an interruption of the parent context as it is.
-func waitError(parent context.Context, err error, announcing bool) error {
+func (s *Session) waitError(parent context.Context, err error, announcing bool) error {
 	if parent.Err() != nil {
 		return parent.Err()
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &rendezvous.NotFoundError{Announcing: announcing}
+		err = &rendezvous.NotFoundError{Announcing: announcing}
+	}
+	return s.dhtUnreached(err)
+}
+
+// dhtUnreached marks a NotFoundError of a session whose DHT never reached
+// a bootstrap peer: the DHT was not searched at all, which more time or
+// another code will not change.
+func (s *Session) dhtUnreached(err error) error {
+	var nf *rendezvous.NotFoundError
+	if errors.As(err, &nf) && s.dht != nil {
+		select {
+		case <-s.dht.Ready():
+		default:
+			nf.DHTUnreached = true
+		}
 	}
 	return err
 }
