@@ -1,37 +1,17 @@
 package cli
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 )
 
-// syncBuffer is a bytes.Buffer safe for the screen's ticker goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A status line printed while the bar is drawn goes above the bar, on a
 // line of its own, and the bar is drawn again below it.
 func TestStatusLineDoesNotTearTheBar(t *testing.T) {
-	var out syncBuffer
+	var out syncWriter
 	s := &screen{w: &out}
 	bar := progressbar.NewOptions64(100, progressbar.OptionSetWriter(&out), progressbar.OptionSetDescription("sending"))
 	s.withBar(func() {
@@ -56,7 +36,7 @@ func TestStatusLineDoesNotTearTheBar(t *testing.T) {
 // The live status is redrawn every second on the last line, stays below
 // status lines, and is erased when it stops or a bar comes.
 func TestLiveStatus(t *testing.T) {
-	var out syncBuffer
+	var out syncWriter
 	s := &screen{w: &out}
 	n := 0
 	stop := s.startLive(func() string { n++; return "looking… " + strings.Repeat("x", n) })

@@ -162,6 +162,21 @@ func await(t *testing.T, ch <-chan found, d time.Duration) found {
 	}
 }
 
+// acceptNext accepts the announcer's next authenticated finder (waiting up
+// to d) in a goroutine; the outcome arrives on the channel.
+func acceptNext(t *testing.T, a *rendezvous.Announcer, d time.Duration) <-chan error {
+	accepted := make(chan error, 1)
+	ctx := timeout(t, d)
+	go func() {
+		p, err := a.Next(ctx)
+		if err == nil {
+			err = p.Accept()
+		}
+		accepted <- err
+	}()
+	return accepted
+}
+
 // next waits for the announcer's next authenticated finder.
 func next(t *testing.T, a *rendezvous.Announcer, d time.Duration) *rendezvous.Peer {
 	t.Helper()
@@ -393,11 +408,7 @@ func TestStrangersOnTheChannelDoNotEndTheSearch(t *testing.T) {
 
 	_, rlog := newRecorder(t, "real announcer")
 	ra := announce(t, rendezvous.Config{Host: rh, Code: right, Methods: []discovery.Method{&discovery.MDNS{Host: rh, Log: rlog}}, Log: rlog})
-	go func() {
-		if p, err := ra.Next(timeout(t, 20*time.Second)); err == nil {
-			p.Accept()
-		}
-	}()
+	acceptNext(t, ra, 20*time.Second)
 	r := await(t, res, 25*time.Second)
 	if r.err != nil {
 		t.Fatalf("Find, with the real announcer up: %v", r.err)
@@ -439,11 +450,7 @@ func TestSpoofedMDNSAnswerDoesNotHideTheAnnouncer(t *testing.T) {
 	_, alog := newRecorder(t, "announcer")
 	up := time.Now()
 	a := announce(t, rendezvous.Config{Host: ah, Code: c, Methods: []discovery.Method{&discovery.MDNS{Host: ah, Log: alog}}, Log: alog})
-	go func() {
-		if p, err := a.Next(timeout(t, 20*time.Second)); err == nil {
-			p.Accept()
-		}
-	}()
+	acceptNext(t, a, 20*time.Second)
 	r := await(t, res, 25*time.Second)
 	if r.err != nil {
 		t.Fatalf("Find, with the real announcer up behind a spoofed answer: %v", r.err)
@@ -730,14 +737,7 @@ func TestAnnouncerLimitsPendingAuth(t *testing.T) {
 	fh := newHost(t)
 	_, flog := newRecorder(t, "finder")
 	cfg := rendezvous.Config{Host: fh, Code: c, Log: flog, Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}}
-	accepted := make(chan error, 1)
-	go func() {
-		p, err := a.Next(ctx)
-		if err == nil {
-			err = p.Accept()
-		}
-		accepted <- err
-	}()
+	accepted := acceptNext(t, a, 20*time.Second)
 	r := await(t, findAsync(timeout(t, 5*time.Second), cfg, rendezvous.WantPipe), 6*time.Second)
 	if r.err != nil {
 		t.Fatalf("Find after the silent streams were dropped: %v", r.err)
@@ -781,14 +781,7 @@ func TestStrangerCannotLockOutTheFinder(t *testing.T) {
 	fh := newHostAt(t, "127.0.0.3")
 	_, flog := newRecorder(t, "finder")
 	cfg := rendezvous.Config{Host: fh, Code: right, Log: flog, Methods: []discovery.Method{discovery.Static{Peers: []peer.AddrInfo{info(ah)}}}}
-	accepted := make(chan error, 1)
-	go func() {
-		p, err := a.Next(timeout(t, 20*time.Second))
-		if err == nil {
-			err = p.Accept()
-		}
-		accepted <- err
-	}()
+	accepted := acceptNext(t, a, 20*time.Second)
 	r := await(t, findAsync(timeout(t, 15*time.Second), cfg, rendezvous.WantPipe), 16*time.Second)
 	if r.err != nil {
 		t.Fatalf("the finder with the right code, during the attack: %v", r.err)
