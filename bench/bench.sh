@@ -10,7 +10,8 @@
 #   3. the rendezvous time through a private DHT of 3 `pcp node` processes;
 #   4. the receiver's peak RSS for the 64 MiB and the 1 GiB transfers;
 #   5. pcp send / pcp receive of one 1 GiB file, random and text, with
-#      --compress auto (the default) and each fixed level 0 to 4 in turn,
+#      --compress auto (the default) and each fixed level 0 to 4 in turn
+#      (the order rotated by one each run, the disk synced after each),
 #      extracted into a folder on disk: the wall time from launching both
 #      commands to the receiver's exit, the data phase, the rate of the
 #      uncompressed size, the size on the wire and the receiver's peak RSS;
@@ -287,6 +288,7 @@ send_run() {
 		timeout 60 cmp -- "$input" "$got" || fail "$tag: the extracted file differs from the input"
 	fi
 	rm -rf -- "$out"
+	sync # the deleted gigabyte's journal commit belongs to this run, not the next
 
 	host=$(sed -n 's/^pcp: host .* started in \([^ ]*\)$/\1/p' "$tmp/$tag.recv.err")
 	found=$(sed -n 's/^pcp: [a-z]*: authenticated .* (\(.*\) after start)$/\1/p' "$tmp/$tag.recv.err")
@@ -322,13 +324,14 @@ croc_run() {
 	got=$out/$(basename -- "$input")
 	timeout 60 cmp -- "$input" "$got" || fail "$tag: croc's file differs from the input"
 	rm -rf -- "$out"
+	sync
 	c_wall=$(calc 't1 - t0' t1="$t1" t0="$t0")
 	c_rss_mb=$(calc 'k * 1024 / 1e6' k="$(runfield "$tmp/$tag.recv.run" maxrss_kb)")
 }
 
 levels=(auto 0 1 2 3 4)
 croc_bin=$(command -v croc || true)
-echo "== pcp send: a 1 GiB file, send --discovery mdns --compress LEVEL FILE, receive --yes --output DIR (extracted to disk), LEVEL in ${levels[*]} in turn, $send_runs runs each${croc_bin:+; croc through its own relay in turn with them}"
+echo "== pcp send: a 1 GiB file, send --discovery mdns --compress LEVEL FILE, receive --yes --output DIR (extracted to disk), LEVEL in ${levels[*]} in turn (the order rotated by one each run), $send_runs runs each${croc_bin:+; croc through its own relay in turn with them}"
 if [[ -n $croc_bin ]]; then
 	start_croc_relay 900
 else
@@ -342,7 +345,11 @@ for content in random text; do
 	[[ $content == random ]] || input=$tmp/text-1g
 	declare -A walls=() datas=() wires=()
 	for ((i = 1; i <= send_runs; i++)); do
-		for level in "${levels[@]}"; do
+		# The order rotates by one each run: no level always runs first,
+		# right after the inputs were written or another run's gigabyte
+		# was deleted.
+		order=("${levels[@]:(i - 1) % ${#levels[@]}}" "${levels[@]:0:(i - 1) % ${#levels[@]}}")
+		for level in "${order[@]}"; do
 			check=0
 			if ((i == 1)) && [[ $level == auto ]]; then check=1; fi
 			send_run "send-$content-c$level-$i" "$input" "$level" "$check"

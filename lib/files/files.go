@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,14 @@ const (
 	KindTarZstd = "tar+zstd"
 	KindTar     = "tar"
 )
+
+// NoteTar, in a receiver's note (pipe.Options.Note), says that it takes a
+// plain tar stream where the header offered tar+zstd (it tells the two
+// apart by the zstd magic number), as pcp receive does when it extracts:
+// a sender on the same machine then sends plain tar, which costs less
+// than zstd's stored frames. pcp-pipe recv sends no note: what it gets is
+// always what the header says.
+const NoteTar = "tar"
 
 // maxNames bounds the top-level names of a transfer: all are listed in the
 // header, so that the receiver can see them and refuse any other.
@@ -64,9 +73,11 @@ type SendOptions struct {
 // Outgoing is a prepared transfer: the offer and how to write it.
 type Outgoing struct {
 	header    pipe.Header
-	write     func(context.Context, io.Writer) error
+	level     int // as SendOptions.Level
+	write     func(ctx context.Context, w io.Writer, level int) error
 	release   func() error
 	delivered *reports // what the receiver reports it has written out
+	debugf    func(format string, args ...any)
 }
 
 // Offer is what the receiver will be asked to accept.
@@ -97,7 +108,7 @@ func Prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptio
 	if err != nil {
 		return nil, err
 	}
-	return &Outgoing{header: h, write: write, release: release, delivered: delivered}, nil
+	return &Outgoing{header: h, level: opt.Level, write: write, release: release, delivered: delivered, debugf: opt.Debugf}, nil
 }
 
 // Close releases what Prepare holds: the copy of stdin.
@@ -109,22 +120,32 @@ func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, t
 	pr, pw := io.Pipe()
 	wctx, cancel := context.WithCancel(ctx)
 	written := make(chan struct{})
-	routed := make(chan struct{}) // the archive begins once the path is known
+	accepted := make(chan struct{}) // the archive begins once the receiver accepted
+	level := out.level
 	go func() {
 		defer close(written)
 		select {
-		case <-routed:
-			pw.CloseWithError(out.write(wctx, pw))
+		case <-accepted:
+			pw.CloseWithError(out.write(wctx, pw, level))
 		case <-wctx.Done():
 			pw.CloseWithError(wctx.Err())
 		}
 	}()
 	res, err := s.Send(ctx, c, out.header, pr, timeout, session.SendOptions{
-		Options: pipe.Options{Delivered: out.delivered.add},
-		Route: func(p route.Path) {
-			out.delivered.sameHost.Store(p.SameHost)
-			close(routed)
+		Options: pipe.Options{
+			Delivered: out.delivered.add,
+			Noted: func(note string) {
+				if level == archive.AutoLevel && out.delivered.sameHost.Load() && slices.Contains(strings.Fields(note), NoteTar) {
+					// The two share the cores, and the link is memory.
+					level = 0
+					if out.debugf != nil {
+						out.debugf("the receiver runs on this machine and takes plain tar: sending plain tar")
+					}
+				}
+				close(accepted)
+			},
 		},
+		Route: func(p route.Path) { out.delivered.sameHost.Store(p.SameHost) },
 	})
 	// A refused or failed transfer stops the writer: give it a moment to
 	// clean up (not forever: it may be blocked reading a stdin that stays open).
@@ -161,7 +182,7 @@ func (r *reports) latest() compress.Report {
 
 // prepare builds the header and the writer of the archive; delivered tells
 // the writer how much the receiver has written out.
-func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptions, delivered func() compress.Report) (h pipe.Header, write func(context.Context, io.Writer) error, release func() error, err error) {
+func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptions, delivered func() compress.Report) (h pipe.Header, write func(ctx context.Context, w io.Writer, level int) error, release func() error, err error) {
 	kind := KindTarZstd
 	if opt.Level == 0 {
 		kind = KindTar
@@ -192,7 +213,8 @@ func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptio
 		}
 		h = pipe.Header{Kind: kind, Names: []string{name}, Size: sp.Size(), Count: 1}
 		total = sp.Size()
-		return h, func(ctx context.Context, w io.Writer) error {
+		return h, func(ctx context.Context, w io.Writer, level int) error {
+			wopt.Level = level
 			return sp.Write(ctx, w, wopt)
 		}, sp.Close, nil
 	}
@@ -210,7 +232,8 @@ func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptio
 	}
 	h = pipe.Header{Kind: kind, Names: sum.Names, Size: sum.Size, Count: sum.Count, Skipped: skippedCounts(sum.Skipped)}
 	total = sum.Size
-	return h, func(ctx context.Context, w io.Writer) error {
+	return h, func(ctx context.Context, w io.Writer, level int) error {
+		wopt.Level = level
 		return archive.Write(ctx, w, paths, wopt)
 	}, func() error { return nil }, nil
 }
@@ -361,7 +384,7 @@ func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOp
 	r := &receiver{opt: opt, ctx: ctx, extracted: make(chan struct{})}
 	r.pr, r.pw = io.Pipe()
 	defer r.abort()
-	res, err := s.Receive(ctx, c, r.pw, opt.Timeout, pipe.Options{Accept: r.accept, Commit: r.commit})
+	res, err := s.Receive(ctx, c, r.pw, opt.Timeout, pipe.Options{Accept: r.accept, Commit: r.commit, Note: NoteTar})
 	if err != nil {
 		r.pw.CloseWithError(err)
 		if xerr := r.extractError(); xerr != nil {

@@ -1552,3 +1552,29 @@ func TestResetMidStreamIsToldPlainly(t *testing.T) {
 		t.Fatal("Receive did not return after the reset")
 	}
 }
+
+// The receiver's note goes with its ACCEPT to the sender, before any data
+// is read from the input, in frame.Text's safe form.
+func TestAcceptNote(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	recv := async(func() (int64, error) {
+		return Receive(ctx, b, io.Discard, Options{Timing: testTiming, Note: "tar \u202egnp.exe"})
+	})
+	in := &countingReader{r: strings.NewReader("data")}
+	var note string
+	var readBefore int64 = -1
+	n, err := Send(ctx, a, Header{Kind: KindRaw, Size: -1}, in, Options{Timing: testTiming, Noted: func(s string) {
+		note, readBefore = s, in.reads.Load()
+	}})
+	if err != nil || n != 4 {
+		t.Fatalf("Send = %d, %v", n, err)
+	}
+	if res := await(t, recv, "Receive"); res.err != nil {
+		t.Fatalf("Receive: %v", res.err)
+	}
+	if note != "tar ?gnp.exe" || readBefore != 0 {
+		t.Fatalf("Noted(%q) after %d reads of the input, want \"tar ?gnp.exe\" before any", note, readBefore)
+	}
+}

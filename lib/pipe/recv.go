@@ -48,7 +48,7 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			return 0, &rejected{err}
 		}
 	}
-	if err := c.send(frame.Accept, nil); err != nil {
+	if err := c.send(frame.Accept, []byte(opt.Note)); err != nil {
 		return 0, fmt.Errorf("send accept: %w", err)
 	}
 	if opt.Accepted != nil {

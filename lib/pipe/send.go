@@ -39,6 +39,13 @@ type Options struct {
 	// Accepted, if set, is called when the receiver has accepted and the
 	// data phase begins.
 	Accepted func()
+	// Note (receiver only) goes with the ACCEPT: what this receiver also
+	// takes, as space-separated words (files.NoteTar). Older receivers send
+	// none.
+	Note string
+	// Noted (sender only), if set, is told the receiver's note (possibly
+	// empty) when it accepts, before any data is read from the input.
+	Noted func(note string)
 	// Delivered (sender only), if set, is called with the receiver's count
 	// of the bytes it has written out, each time it reports it (about every
 	// ProgressInterval while the data flows), and the count of bytes sent
@@ -77,6 +84,9 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	}
 	switch t {
 	case frame.Accept:
+		if opt.Noted != nil {
+			opt.Noted(frame.Text(p))
+		}
 		if opt.Accepted != nil {
 			opt.Accepted()
 		}
