@@ -636,3 +636,40 @@ func TestStdinIsHeldBeforeTheCode(t *testing.T) {
 		t.Fatalf("the receiver was not offered the size of stdin:\n%s", recv.stderr.String())
 	}
 }
+
+// A config file gives pcp receive its output folder and pcp send its level,
+// below the flags and the environment.
+func TestConfigFileSettings(t *testing.T) {
+	netns.Require(t)
+	cfgDir, out, src := t.TempDir(), t.TempDir(), t.TempDir()
+	os.Mkdir(filepath.Join(cfgDir, "pcp"), 0o755)
+	conf := "# pcp's defaults here\ndiscovery = mdns\noutput = " + out + "\ncompress = 0\ntimeout = 20s\n"
+	if err := os.WriteFile(filepath.Join(cfgDir, "pcp", "config"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "a.txt"), []byte("alpha\n"), 0o644)
+	c := newCode(t)
+	sc := command(t, "pcp", "send", "-v", "--code", c, "a.txt")
+	sc.Dir = src
+	sc.Env = []string{"XDG_CONFIG_HOME=" + cfgDir}
+	send := start(t, sc, nil)
+	rc := command(t, "pcp", "receive", "--yes", c)
+	rc.Dir = t.TempDir() // not the output folder: the file must come from the config
+	rc.Env = []string{"XDG_CONFIG_HOME=" + cfgDir}
+	recv := start(t, rc, nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if got, err := os.ReadFile(filepath.Join(out, "a.txt")); err != nil || string(got) != "alpha\n" {
+		t.Fatalf("a.txt in the configured output folder: %q, %v", got, err)
+	}
+
+	bad := command(t, "pcp", "send", "a.txt")
+	bad.Dir = src
+	os.WriteFile(filepath.Join(cfgDir, "pcp", "config"), []byte("compress = 9\n"), 0o644)
+	bad.Env = []string{"XDG_CONFIG_HOME=" + cfgDir}
+	p := start(t, bad, nil)
+	p.expectExit(10*time.Second, 2)
+	if !strings.Contains(p.stderr.String(), "compress (config file "+filepath.Join(cfgDir, "pcp", "config")+":1)") {
+		t.Fatalf("a bad level in the config file is not named with its line:\n%s", p.stderr.String())
+	}
+}

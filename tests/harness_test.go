@@ -126,8 +126,9 @@ func start(t testing.TB, cmd *exec.Cmd, stdin io.Reader) *proc {
 		cmd.Stdout = p.stdout
 	}
 	cmd.Stderr = p.stderr
-	// The test's own variables come last and win; nothing leaks in from the caller.
-	cmd.Env = append(append(os.Environ(), "PCP_BOOTSTRAP=", "PCP_RELAY=", "PCP_CODE=", "PCP_DISCOVERY=", "PCP_TIMEOUT="), cmd.Env...)
+	// The test's own variables come last and win; nothing leaks in from the
+	// caller, nor from a config file of the caller's.
+	cmd.Env = append(append(os.Environ(), "PCP_BOOTSTRAP=", "PCP_RELAY=", "PCP_CODE=", "PCP_DISCOVERY=", "PCP_TIMEOUT=", "XDG_CONFIG_HOME=/nonexistent/pcp-tests"), cmd.Env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
 	}

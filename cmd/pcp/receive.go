@@ -20,6 +20,7 @@ func receive(ctx context.Context, args []string) error {
 	fs := cli.NewFlagSet("receive", "pcp receive [OPTIONS] CODE", os.Stdout)
 	f.AddCode(fs, true)
 	fs.StringVarP(&opt.Dir, "output", "o", ".", "extract into this `DIR`")
+	cli.Configurable(fs, "output")
 	fs.BoolVar(&toStdout, "stdout", false, "write the received stream (tar+zstd) to stdout instead of extracting it")
 	fs.BoolVarP(&yes, "yes", "y", false, "accept without asking")
 	fs.BoolVar(&opt.Overwrite, "overwrite", false, "replace existing files and folders of the same names")

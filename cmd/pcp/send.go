@@ -22,6 +22,7 @@ func send(ctx context.Context, args []string) error {
 	f.AddCode(fs, false)
 	f.AddWords(fs)
 	level := fs.String("compress", "auto", "zstd level: auto (what suits the link), 1 (fastest) to 4 (smallest), or 0 for plain tar")
+	cli.Configurable(fs, "compress")
 	fs.StringVar(&opt.Name, "name", "", "the name of the data read from stdin (the path -)")
 	fs.StringArrayVar(&opt.Selection.Exclude, "exclude", nil, "leave out what inside the folders matches `PATTERN` (a shell glob on the name or the path from the folder's name, e.g. '*.o' or proj/.venv; repeatable)")
 	fs.BoolVarP(&opt.Selection.Dereference, "dereference", "L", false, "send what symlinks point to instead of the links")
@@ -40,7 +41,7 @@ func send(ctx context.Context, args []string) error {
 	f.StdinIsData = slices.Contains(fs.Args(), "-")
 	var err error
 	if opt.Level, err = parseLevel(*level); err != nil {
-		return err
+		return cli.Usagef("%s %s", f.Named("compress"), err)
 	}
 	for _, p := range opt.Selection.Exclude {
 		if err := archive.CheckPattern(p); err != nil {
@@ -88,7 +89,7 @@ func parseLevel(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || n > 4 {
-		return 0, cli.Usagef("--compress %s: want auto, or 0 (plain tar) to 4", s)
+		return 0, fmt.Errorf("%s: want auto, or 0 (plain tar) to 4", s)
 	}
 	return n, nil
 }

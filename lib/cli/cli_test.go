@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/pcp-dev/pcp/lib/auth"
 	"github.com/pcp-dev/pcp/lib/pipe"
 	"github.com/pcp-dev/pcp/lib/rendezvous"
+	"github.com/pcp-dev/pcp/lib/status"
 )
 
 func TestExitCode(t *testing.T) {
@@ -154,5 +156,67 @@ func TestInterruptedSaysSo(t *testing.T) {
 	})
 	if code != ExitInterrupted || out.String() != "pcp-test: error: interrupted\n" {
 		t.Fatalf("exit %d, stderr %q; want 130 and \"pcp-test: error: interrupted\"", code, out.String())
+	}
+}
+
+// The config file fills what neither a flag nor a variable gave: flag >
+// environment > file > default, and each value knows where it came from.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(text string) {
+		t.Helper()
+		os.MkdirAll(filepath.Join(dir, "pcp"), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, "pcp", "config"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parse := func(args []string, env map[string]string) (*Flags, error) {
+		env["XDG_CONFIG_HOME"] = dir
+		f := new(Flags)
+		fs := NewFlagSet("test", "test", io.Discard)
+		f.AddNetwork(fs, time.Minute)
+		f.AddAllowRelay(fs, "test")
+		return f, f.Parse(fs, args, func(k string) string { return env[k] })
+	}
+	write("# defaults of this machine\n\ndiscovery = mdns\ntimeout=45s\nallow-relay = true\noutput = /srv/in\n")
+	f, err := parse(nil, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Discovery != "mdns" || f.Timeout != 45*time.Second || !f.AllowRelay {
+		t.Fatalf("config file gave discovery %q, timeout %v, allow-relay %v", f.Discovery, f.Timeout, f.AllowRelay)
+	}
+	if src := f.Source("timeout"); !strings.HasSuffix(src, filepath.Join(dir, "pcp", "config")+":4") {
+		t.Fatalf("Source(timeout) = %q, want the config file's line 4", src)
+	}
+	if f.Source("bootstrap") != "default" {
+		t.Fatalf("Source(bootstrap) = %q, want default", f.Source("bootstrap"))
+	}
+	f, err = parse([]string{"--discovery", "dht"}, map[string]string{"PCP_TIMEOUT": "9s"})
+	if err != nil || f.Discovery != "dht" || f.Timeout != 9*time.Second {
+		t.Fatalf("flag and variable over the file: %v, discovery %q, timeout %v", err, f.Discovery, f.Timeout)
+	}
+	if f.Source("discovery") != "the flag --discovery" || f.Source("timeout") != "environment PCP_TIMEOUT" {
+		t.Fatalf("sources %q, %q", f.Source("discovery"), f.Source("timeout"))
+	}
+	for text, want := range map[string]string{
+		"timeout = soon\n":           "config:1: timeout = \"soon\"",
+		"\ncolour = blue\n":          "config:2: unknown key \"colour\"",
+		"code = able-able-able\n":    "config:1: a code never goes in the config file",
+		"discovery mdns\n":           "config:1: want key = value",
+		"discovery = carrier-pigeon": "discovery (config file " + filepath.Join(dir, "pcp", "config") + ":1): unknown discovery method",
+	} {
+		write(text)
+		f, err := parse(nil, map[string]string{})
+		if err == nil {
+			_, err = f.Session(status.Logger{}) // values checked there
+		}
+		if ExitCode(err) != ExitUsage || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: %v (exit %d), want a usage error with %q", text, err, ExitCode(err), want)
+		}
+	}
+	os.Remove(filepath.Join(dir, "pcp", "config"))
+	if _, err := parse(nil, map[string]string{}); err != nil {
+		t.Fatalf("a missing config file: %v", err)
 	}
 }

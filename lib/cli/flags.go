@@ -57,12 +57,13 @@ type Flags struct {
 	// is made for it (session.Config.Receiver).
 	Receives bool
 
-	fromEnv   map[string]bool // flags that took their value from the environment
-	generates bool            // the command generates codes (AddWords)
-	finding   bool            // the command finds its peer (FindCode)
-	screen    *screen         // stderr, when it is a terminal (Logger)
-	live      bool            // show a live status line on screen
-	session   *Session        // the command's session (Start)
+	fromEnv   map[string]bool   // flags that took their value from the environment
+	sources   map[string]string // where flags not left at their default took their value
+	generates bool              // the command generates codes (AddWords)
+	finding   bool              // the command finds its peer (FindCode)
+	screen    *screen           // stderr, when it is a terminal (Logger)
+	live      bool              // show a live status line on screen
+	session   *Session          // the command's session (Start)
 }
 
 // NewFlagSet returns a GNU-style flag set whose usage text starts with
@@ -121,6 +122,7 @@ func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 	fs.StringVar(&f.Identity, "identity", "", "keep the peer's key in `FILE` (created if missing) for a stable peer ID")
 	fs.StringSliceVar(&f.Relays, "relay", nil, "behind a NAT, be reachable through this relay (full multiaddr) instead of relays found in the DHT; repeatable")
 	withEnv(fs, "relay", "PCP_RELAY")
+	Configurable(fs, "discovery", "bootstrap", "timeout", "relay")
 	f.AddVerbosity(fs)
 }
 
@@ -128,6 +130,7 @@ func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 func (f *Flags) AddAllowRelay(fs *pflag.FlagSet, prog string) {
 	f.askRelay, f.prog = true, prog
 	fs.BoolVar(&f.AllowRelay, "allow-relay", false, "when no direct connection can be made, send the data through a relay that allows it (else asks on a terminal, unless stdin carries the data)")
+	Configurable(fs, "allow-relay")
 }
 
 // allowRelay answers whether data may go through relay: yes with
@@ -158,10 +161,12 @@ func (f *Flags) AddVerbosity(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.Quiet, "quiet", "q", false, quiet)
 }
 
-// Parse parses args and then fills every flag that was not given from its
-// environment variable: a flag beats its variable.
+// Parse parses args, then fills every flag that was not given from its
+// environment variable, then from the config file (ConfigPath, keys
+// ConfigKeys): a flag beats its variable, which beats the file.
 func (f *Flags) Parse(fs *pflag.FlagSet, args []string, getenv func(string) string) error {
 	f.fromEnv = map[string]bool{}
+	f.sources = map[string]string{}
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
 			return err
@@ -172,6 +177,7 @@ func (f *Flags) Parse(fs *pflag.FlagSet, args []string, getenv func(string) stri
 		printVersion(fs.Output(), versionName(fs))
 		return pflag.ErrHelp // done, and exit 0
 	}
+	fs.Visit(func(fl *pflag.Flag) { f.sources[fl.Name] = "the flag --" + fl.Name })
 	var err error
 	fs.VisitAll(func(fl *pflag.Flag) {
 		env := fl.Annotations[envAnnotation]
@@ -183,8 +189,12 @@ func (f *Flags) Parse(fs *pflag.FlagSet, args []string, getenv func(string) stri
 				err = Usagef("%s=%q: %v", env[0], v, serr)
 			}
 			f.fromEnv[fl.Name] = true
+			f.sources[fl.Name] = "environment " + env[0]
 		}
 	})
+	if err == nil {
+		err = f.applyConfig(fs, getenv)
+	}
 	if fl := fs.Lookup("peer"); err == nil && fl != nil && fl.Changed && len(f.Peers) == 0 {
 		err = Usagef("--peer: empty address")
 	}
@@ -247,7 +257,7 @@ func (f *Flags) Session(log status.Logger) (session.Config, error) {
 	}
 	var err error
 	if cfg.MDNS, cfg.DHT, err = discovery.ParseMethods(f.Discovery); err != nil {
-		return cfg, &UsageError{Err: fmt.Errorf("--discovery: %w", err)}
+		return cfg, &UsageError{Err: fmt.Errorf("%s: %w", f.Named("discovery"), err)}
 	}
 	if len(f.Bootstrap) > 0 {
 		if cfg.Bootstrap, err = discovery.ParseAddrs(f.Bootstrap); err != nil {
