@@ -141,3 +141,30 @@ func TestLiveStatusWhileLooking(t *testing.T) {
 		t.Fatalf("the status line after the live one does not start on a clean line:\n%q", screen)
 	}
 }
+
+// pcp config shows the value of each setting and where it came from: the
+// config file's line, the environment, or the default.
+func TestConfigCommand(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "pcp"), 0o755)
+	os.WriteFile(filepath.Join(dir, "pcp", "config"), []byte("# here\ntimeout = 30s\noutput = /srv/in\n"), 0o644)
+	cmd := command(t, "pcp", "config")
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir, "PCP_DISCOVERY=mdns", "PCP_BOOTSTRAP=", "PCP_TIMEOUT=", "PCP_RELAY=")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pcp config: %v", err)
+	}
+	conf := filepath.Join(dir, "pcp", "config")
+	for _, want := range []string{
+		"config file: " + conf + " (found)",
+		"timeout      30s (config file " + conf + ":2)",
+		"output       /srv/in (config file " + conf + ":3)",
+		"discovery    mdns (environment PCP_DISCOVERY)",
+		"compress     auto (default)",
+		"bootstrap    the public IPFS bootstrap peers (default)",
+	} {
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("pcp config does not say %q:\n%s", want, out)
+		}
+	}
+}

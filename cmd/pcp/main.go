@@ -17,6 +17,7 @@ import (
 const usage = `Usage: pcp send [OPTIONS] PATH...   send files and folders (- for stdin); prints the code
        pcp receive [OPTIONS] CODE    receive them into the current folder (or --output)
        pcp node [OPTIONS]            run a DHT server; prints its multiaddrs on stdout
+       pcp config                    show the settings send and receive take, and where from
 Run "pcp COMMAND --help" for the options.`
 
 // nodeListen is where a node listens by default: fixed ports, so that its
@@ -36,6 +37,8 @@ func run(ctx context.Context, args []string) error {
 		return receive(ctx, args[1:])
 	case "node":
 		return serveNode(ctx, args[1:])
+	case "config":
+		return showConfig(args[1:])
 	case "--version":
 		fmt.Println(cli.Version("pcp"))
 		return nil

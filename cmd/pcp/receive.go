@@ -11,23 +11,30 @@ import (
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/files"
 	"github.com/pcp-dev/pcp/lib/status"
+	"github.com/spf13/pflag"
 )
 
-func receive(ctx context.Context, args []string) error {
-	var f cli.Flags
-	var opt files.ReceiveOptions
-	var yes, toStdout bool
+// receiveFlags are pcp receive's flags, set into f, opt, yes and toStdout.
+func receiveFlags(f *cli.Flags, opt *files.ReceiveOptions, yes, toStdout *bool) *pflag.FlagSet {
 	fs := cli.NewFlagSet("receive", "pcp receive [OPTIONS] CODE", os.Stdout)
 	f.AddCode(fs, true)
 	fs.StringVarP(&opt.Dir, "output", "o", ".", "extract into this `DIR`")
 	cli.Configurable(fs, "output")
-	fs.BoolVar(&toStdout, "stdout", false, "write the received stream (tar+zstd) to stdout instead of extracting it")
-	fs.BoolVarP(&yes, "yes", "y", false, "accept without asking")
+	fs.BoolVar(toStdout, "stdout", false, "write the received stream (tar+zstd) to stdout instead of extracting it")
+	fs.BoolVarP(yes, "yes", "y", false, "accept without asking")
 	fs.BoolVar(&opt.Overwrite, "overwrite", false, "replace existing files and folders of the same names")
 	fs.BoolVar(&opt.NoSync, "no-fsync", false, "acknowledge before the files are on stable storage (faster; a crash may lose them)")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
 	f.AddAllowRelay(fs, "pcp")
+	return fs
+}
+
+func receive(ctx context.Context, args []string) error {
+	var f cli.Flags
+	var opt files.ReceiveOptions
+	var yes, toStdout bool
+	fs := receiveFlags(&f, &opt, &yes, &toStdout)
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}

@@ -12,22 +12,30 @@ import (
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/files"
 	"github.com/pcp-dev/pcp/lib/status"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 )
 
-func send(ctx context.Context, args []string) error {
-	var f cli.Flags
-	var opt files.SendOptions
+// sendFlags are pcp send's flags, set into f, opt and level (--compress).
+func sendFlags(f *cli.Flags, opt *files.SendOptions, level *string) *pflag.FlagSet {
 	fs := cli.NewFlagSet("send", "pcp send [OPTIONS] PATH...", os.Stdout)
 	f.AddCode(fs, false)
 	f.AddWords(fs)
-	level := fs.String("compress", "auto", "zstd level: auto (what suits the link), 1 (fastest) to 4 (smallest), or 0 for plain tar")
+	fs.StringVar(level, "compress", "auto", "zstd level: auto (what suits the link), 1 (fastest) to 4 (smallest), or 0 for plain tar")
 	cli.Configurable(fs, "compress")
 	fs.StringVar(&opt.Name, "name", "", "the name of the data read from stdin (the path -)")
 	fs.StringArrayVar(&opt.Selection.Exclude, "exclude", nil, "leave out what inside the folders matches `PATTERN` (a shell glob on the name or the path from the folder's name, e.g. '*.o' or proj/.venv; repeatable)")
 	fs.BoolVarP(&opt.Selection.Dereference, "dereference", "L", false, "send what symlinks point to instead of the links")
 	f.AddNetwork(fs, 0)
 	f.AddAllowRelay(fs, "pcp")
+	return fs
+}
+
+func send(ctx context.Context, args []string) error {
+	var f cli.Flags
+	var opt files.SendOptions
+	var level string
+	fs := sendFlags(&f, &opt, &level)
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -40,7 +48,7 @@ func send(ctx context.Context, args []string) error {
 	}
 	f.StdinIsData = slices.Contains(fs.Args(), "-")
 	var err error
-	if opt.Level, err = parseLevel(*level); err != nil {
+	if opt.Level, err = parseLevel(level); err != nil {
 		return cli.Usagef("%s %s", f.Named("compress"), err)
 	}
 	for _, p := range opt.Selection.Exclude {
