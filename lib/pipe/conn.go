@@ -147,6 +147,7 @@ func (c *conn) heartbeat(done <-chan struct{}) {
 			continue
 		}
 		if time.Since(c.lastWrite) >= c.timing.Heartbeat {
+			c.renewWriteDeadline()
 			if err := frame.Write(c.s, frame.Heartbeat, nil); err != nil {
 				c.mu.Unlock()
 				return
@@ -187,14 +188,19 @@ func (c *conn) unblockWrites(d time.Duration) {
 // extendWriteDeadline makes sure that a data write fails only once it has
 // waited Stall for the receiver to take data, and at most an eighth of it
 // later. Like the read deadline, it moves only when less than Stall is left.
-func (c *conn) extendWriteDeadline() {
-	now := time.Now()
-	if c.writeDeadline.Sub(now) >= c.timing.Stall {
-		return
-	}
+func (c *conn) extendWriteDeadline() { c.moveWriteDeadline(true) }
+
+// renewWriteDeadline extends a write deadline that extendWriteDeadline set
+// (a sender's) and sets none: heartbeats call it, since an idle input is
+// legal, and a heartbeat after a long idle spell must not find an old
+// deadline passed.
+func (c *conn) renewWriteDeadline() { c.moveWriteDeadline(false) }
+
+func (c *conn) moveWriteDeadline(set bool) {
 	c.deadlines.Lock()
 	defer c.deadlines.Unlock()
-	if c.unblocked {
+	now := time.Now()
+	if c.unblocked || (!set && c.writeDeadline.IsZero()) || c.writeDeadline.Sub(now) >= c.timing.Stall {
 		return
 	}
 	c.writeDeadline = now.Add(c.timing.Stall + c.timing.Stall/8)

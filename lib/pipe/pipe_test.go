@@ -1578,3 +1578,28 @@ func TestAcceptNote(t *testing.T) {
 		t.Fatalf("Noted(%q) after %d reads of the input, want \"tar ?gnp.exe\" before any", note, readBefore)
 	}
 }
+
+// An input idle for longer than the stall limit is still legal: the
+// heartbeats go on, and so does the transfer.
+func TestIdleInputLongerThanStall(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.CloseWithError(errors.New("test over")) })
+	go func() {
+		pw.Write([]byte("before "))
+		time.Sleep(2 * testTiming.Stall) // the sender's write deadline would have passed twice
+		pw.Write([]byte("after"))
+		pw.Close()
+	}()
+	var dst bytes.Buffer
+	recv := async(func() (int64, error) { return Receive(ctx, b, &dst, Options{Timing: testTiming}) })
+	if n, err := Send(ctx, a, Header{Kind: KindRaw, Size: -1}, pr, Options{Timing: testTiming}); err != nil || n != 12 {
+		t.Fatalf("Send = %d, %v; want 12, nil", n, err)
+	}
+	if res := await(t, recv, "Receive"); res.err != nil || dst.String() != "before after" {
+		t.Fatalf("Receive = %v, %q", res.err, dst.String())
+	}
+}
