@@ -107,7 +107,10 @@ func receive(c mdnsConn, service string, found func(txt []string)) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // one bad datagram, or an ICMP error: read on
+			// One bad datagram, or an ICMP error: read on, but never spin
+			// on an error that stays.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		var m dns.Msg
 		if m.Unpack(buf[:n]) != nil || !m.Response {
