@@ -79,17 +79,15 @@ func (s *screen) startLive(text func() string) (stop func()) {
 	}
 }
 
-// withBar runs f with the bar, under the screen's lock; set makes bar the
-// one on the last line (nil: none any more). The live status ends when a
-// bar appears.
+// withBar runs f, which draws or ends the bar, under the screen's lock.
 func (s *screen) withBar(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f()
 }
 
-// setBar records bar as the one on the last line; the caller holds the
-// lock (withBar).
+// setBar records bar as the one on the last line (nil: none any more); the
+// caller holds the lock (withBar). A bar ends the live status.
 func (s *screen) setBar(bar *progressbar.ProgressBar) {
 	if bar != nil && s.live != nil {
 		fmt.Fprint(s.w, clearLine)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -13,27 +14,29 @@ import (
 	"github.com/pcp-dev/pcp/lib/node"
 )
 
+// connectedHosts starts two libp2p hosts on 127.0.0.1, made as the commands
+// make them, and connects the first to the second; both close with tb.
+func connectedHosts(tb testing.TB) (a, b host.Host) {
+	tb.Helper()
+	for _, h := range []*host.Host{&a, &b} {
+		var err error
+		if *h, err = node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { (*h).Close() })
+	}
+	if err := a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	return a, b
+}
+
 // BenchmarkLibp2p measures the pipe over a real libp2p connection on
 // loopback (TCP, TLS, yamux, as the commands use), 256 MiB per operation.
 func BenchmarkLibp2p(b *testing.B) {
 	netns.Require(b)
 	ctx := context.Background()
-	hosts := make([]interface{ Close() error }, 0, 2)
-	b.Cleanup(func() {
-		for _, h := range hosts {
-			h.Close()
-		}
-	})
-	ha, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hosts = append(hosts, ha)
-	hb, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hosts = append(hosts, hb)
+	ha, hb := connectedHosts(b)
 	const proto = protocol.ID("/pcp/pipe-bench/1.0.0")
 	const size = 256 << 20
 	errs := make(chan error, 1)
@@ -42,9 +45,6 @@ func BenchmarkLibp2p(b *testing.B) {
 		_, err := Receive(ctx, s, io.Discard, Options{})
 		errs <- err
 	})
-	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
-		b.Fatal(err)
-	}
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {

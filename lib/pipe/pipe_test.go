@@ -23,13 +23,11 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/zeebo/xxh3"
 
 	"github.com/pcp-dev/pcp/internal/netns"
 	"github.com/pcp-dev/pcp/lib/frame"
-	"github.com/pcp-dev/pcp/lib/node"
 )
 
 func TestMain(m *testing.M) { os.Exit(netns.RunIsolated(m)) }
@@ -364,16 +362,7 @@ func TestEmptyStream(t *testing.T) {
 func TestRoundTripLibp2p(t *testing.T) {
 	netns.Require(t)
 	ctx := testContext(t)
-	ha, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ha.Close() })
-	hb, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hb.Close() })
+	ha, hb := connectedHosts(t)
 
 	const proto = protocol.ID("/pcp/pipe-test/1.0.0")
 	const size = 3<<20 + 12345
@@ -389,9 +378,6 @@ func TestRoundTripLibp2p(t *testing.T) {
 		n, err := Receive(ctx, s, dst, Options{Timing: testTiming})
 		recvDone <- recvResult{result{n: n, err: err}, dst.sum()}
 	})
-	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
-		t.Fatalf("connect: %v", err)
-	}
 	s, err := ha.NewStream(ctx, hb.ID(), proto)
 	if err != nil {
 		t.Fatalf("new stream: %v", err)
@@ -1500,22 +1486,7 @@ func (forPeer) PeerMessage() string { return "said to the peer" }
 func TestResetMidStreamIsToldPlainly(t *testing.T) {
 	netns.Require(t)
 	ctx := testContext(t)
-	var hosts []interface{ Close() error }
-	t.Cleanup(func() {
-		for _, h := range hosts {
-			h.Close()
-		}
-	})
-	ha, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hosts = append(hosts, ha)
-	hb, err := node.New(node.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hosts = append(hosts, hb)
+	ha, hb := connectedHosts(t)
 	const proto = protocol.ID("/pcp/pipe-reset-test/1.0.0")
 	got := make(chan error, 1)
 	hb.SetStreamHandler(proto, func(s network.Stream) {
@@ -1523,9 +1494,6 @@ func TestResetMidStreamIsToldPlainly(t *testing.T) {
 		_, err := Receive(ctx, s, io.Discard, Options{Timing: testTiming})
 		got <- err
 	})
-	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
 	s, err := ha.NewStream(ctx, hb.ID(), proto)
 	if err != nil {
 		t.Fatal(err)
