@@ -265,7 +265,7 @@ func TestKilledSenderLeavesNoFile(t *testing.T) {
 	sc := command(t, "pcp", "send", "--discovery", "mdns", "--compress", "0", "--code", c, "big.bin")
 	sc.Dir = src
 	send := start(t, sc, nil)
-	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c), nil)
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--reconnect", "3s", "--timeout", "20s", c), nil)
 	// Kill the sender once the receiver has written part of the file.
 	deadline := time.Now().Add(20 * time.Second)
 	for stagedBytes(out) < 1<<20 {

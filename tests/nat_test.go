@@ -261,7 +261,8 @@ func TestNATSymmetric(t *testing.T) {
 	limitedSend, limitedRecv := n.pipe(h1, h2, randomBytes(t, 1<<20), append(relay(1), "--allow-relay")...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	killedSend, killedRecv := n.pipeFrom(h1, h2, slowReader{ctx}, append(relay(2), "--allow-relay")...)
+	// Not reconnecting: the relay stays dead, and the test is about saying so.
+	killedSend, killedRecv := n.pipeFrom(h1, h2, slowReader{ctx}, append(relay(2), "--allow-relay", "--reconnect", "0")...)
 	interruptedSend, interruptedRecv := n.pipe(h1, h2, randomBytes(t, 1<<20), append(relay(0), "--allow-relay")...)
 	// pcp, where the receiver consents on its terminal: script(1) gives it
 	// one, and the answer is typed ahead.
@@ -335,7 +336,8 @@ func TestNATSymmetric(t *testing.T) {
 	sameTree(t, filepath.Join(src, "tree"), filepath.Join(out, "tree"))
 
 	// The relay dies mid-transfer: both sides fail at once (the relay's
-	// connections close), well before the 10 s heartbeat timeout.
+	// connections close), well before the 10 s heartbeat timeout, when
+	// they do not try to reconnect.
 	killedRecv.waitStdout(256<<10, 60*time.Second)
 	n.nodes[2].cmd.Process.Kill()
 	killedRecv.expectExit(8*time.Second, 5)

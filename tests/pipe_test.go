@@ -106,8 +106,9 @@ func TestWrongCode(t *testing.T) {
 func endlessTransfer(t *testing.T, n int) (send, recv *proc) {
 	netns.Require(t)
 	c := newCode(t)
-	send = start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--code", c), slowReader{t.Context()})
-	recv = start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	// A peer that vanishes is waited for 3 s, not the default 2 minutes.
+	send = start(t, command(t, "pcp-pipe", "send", "--discovery", "mdns", "--reconnect", "3s", "--code", c), slowReader{t.Context()})
+	recv = start(t, command(t, "pcp-pipe", "recv", "--discovery", "mdns", "--reconnect", "3s", "--timeout", "20s", c), nil)
 	recv.waitStdout(n, 20*time.Second)
 	return send, recv
 }
@@ -289,7 +290,8 @@ func TestDeadBootstrapFallsBackToMDNS(t *testing.T) {
 }
 
 // A peer that vanishes without closing anything (its network is cut): the
-// heartbeats stop, and both sides give up within seconds, never with 0.
+// heartbeats stop, and both sides give up within seconds after their
+// reconnect window, never with 0.
 func TestVanishedNetwork(t *testing.T) {
 	netns.Require(t)
 	a := netns.New(t, "cut-a")
@@ -298,8 +300,8 @@ func TestVanishedNetwork(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := newCode(t)
-	send := start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c), slowReader{ctx})
-	recv := start(t, b.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--timeout", "20s", c), nil)
+	send := start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--reconnect", "3s", "--code", c), slowReader{ctx})
+	recv := start(t, b.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--reconnect", "3s", "--timeout", "20s", c), nil)
 	recv.waitStdout(256<<10, 20*time.Second)
 	// Dropping every packet leaves both TCP endpoints open and silent.
 	a.Run(t, "ip", "link", "set", "eth0", "down")

@@ -46,7 +46,7 @@ func send(ctx context.Context, args []string) error {
 	f.AddCode(fs, false)
 	f.AddWords(fs)
 	f.AddNetwork(fs, 0)
-	f.AddAllowRelay(fs, "pcp-pipe")
+	f.AddTransfer(fs, "pcp-pipe")
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func recv(ctx context.Context, args []string) error {
 	noSync := fs.Bool("no-fsync", false, "acknowledge before an output file is on stable storage (faster; a crash may lose it)")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
-	f.AddAllowRelay(fs, "pcp-pipe")
+	f.AddTransfer(fs, "pcp-pipe")
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func receiveFlags(f *cli.Flags, opt *files.ReceiveOptions, yes, toStdout *bool) 
 	fs.BoolVar(&opt.NoSync, "no-fsync", false, "acknowledge before the files are on stable storage (faster; a crash may lose them)")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
-	f.AddAllowRelay(fs, "pcp")
+	f.AddTransfer(fs, "pcp")
 	return fs
 }
 

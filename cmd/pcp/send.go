@@ -27,7 +27,7 @@ func sendFlags(f *cli.Flags, opt *files.SendOptions, level *string) *pflag.FlagS
 	fs.StringArrayVar(&opt.Selection.Exclude, "exclude", nil, "leave out what inside the folders matches `PATTERN` (a shell glob on the name or the path from the folder's name, e.g. '*.o' or proj/.venv; repeatable)")
 	fs.BoolVarP(&opt.Selection.Dereference, "dereference", "L", false, "send what symlinks point to instead of the links")
 	f.AddNetwork(fs, 0)
-	f.AddAllowRelay(fs, "pcp")
+	f.AddTransfer(fs, "pcp")
 	return fs
 }
 

@@ -76,58 +76,58 @@ type Peers struct {
 // next and that tell a peer without the code nothing (the finder's
 // request), so that they save a round trip. Finder returns the round trip
 // of its MAC and the announcer's answer.
-func Finder(rw io.ReadWriter, password []byte, peers Peers, pipelined []byte) (time.Duration, error) {
+func Finder(rw io.ReadWriter, password []byte, peers Peers, pipelined []byte) (Secret, time.Duration, error) {
 	p, err := pake.InitCurve(password, 0, Curve)
 	if err != nil {
-		return 0, fmt.Errorf("pake init: %w", err)
+		return nil, 0, fmt.Errorf("pake init: %w", err)
 	}
 	if err := frame.Write(rw, frame.PAKE, p.Bytes()); err != nil {
-		return 0, fmt.Errorf("send pake message: %w", err)
+		return nil, 0, fmt.Errorf("send pake message: %w", err)
 	}
 	r := frame.NewReader(rw, MaxMessage)
 	t, msg, err := r.Next()
 	switch {
 	case err != nil:
-		return 0, readError(err)
+		return nil, 0, readError(err)
 	case t == frame.Reject:
-		return 0, &RefusedError{Reason: frame.Text(msg)}
+		return nil, 0, &RefusedError{Reason: frame.Text(msg)}
 	case t != frame.PAKE:
-		return 0, protocolErrorf("got %v frame, want PAKE", t)
+		return nil, 0, protocolErrorf("got %v frame, want PAKE", t)
 	}
 	if err := update(p, msg, 1); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	k, err := confirmationKey(p)
+	k, secret, err := derive(p)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	sent := time.Now()
 	if _, err := rw.Write(append(frame.Append(nil, frame.MAC, k.mac(finderLabel, peers)), pipelined...)); err != nil {
-		return 0, fmt.Errorf("send mac: %w", err)
+		return nil, 0, fmt.Errorf("send mac: %w", err)
 	}
 	t, payload, err := r.Next()
 	rtt := time.Since(sent)
 	if err != nil {
-		return 0, readError(err)
+		return nil, 0, readError(err)
 	}
 	switch t {
 	case frame.AuthFailed:
-		return 0, ErrWrongCode
+		return nil, 0, ErrWrongCode
 	case frame.MAC:
 		if !hmac.Equal(payload, k.mac(announcerLabel, peers)) {
-			return 0, ErrWrongCode
+			return nil, 0, ErrWrongCode
 		}
-		return rtt, nil
+		return secret, rtt, nil
 	}
-	return 0, protocolErrorf("unexpected %v frame", t)
+	return nil, 0, protocolErrorf("unexpected %v frame", t)
 }
 
 // Announcer authenticates the stream from the accepting side (PAKE role 1):
 // ReadFinderMessage, then AnswerFinder.
-func Announcer(rw io.ReadWriter, password []byte, peers Peers) error {
+func Announcer(rw io.ReadWriter, password []byte, peers Peers) (Secret, error) {
 	msg, err := ReadFinderMessage(rw)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return AnswerFinder(rw, msg, password, peers)
 }
@@ -141,37 +141,37 @@ func ReadFinderMessage(r io.Reader) ([]byte, error) {
 
 // AnswerFinder goes on from the finder's PAKE message msg (from
 // ReadFinderMessage) on the accepting side (PAKE role 1). It returns nil
-// only when the finder proved it knows password; on a wrong MAC it tells
-// the finder AUTH_FAILED and returns ErrWrongCode.
-func AnswerFinder(rw io.ReadWriter, msg, password []byte, peers Peers) error {
+// the secret of the session only when the finder proved it knows password;
+// on a wrong MAC it tells the finder AUTH_FAILED and returns ErrWrongCode.
+func AnswerFinder(rw io.ReadWriter, msg, password []byte, peers Peers) (Secret, error) {
 	r := frame.NewReader(rw, MaxMessage)
 	p, err := pake.InitCurve(password, 1, Curve)
 	if err != nil {
-		return fmt.Errorf("pake init: %w", err)
+		return nil, fmt.Errorf("pake init: %w", err)
 	}
 	if err := update(p, msg, 0); err != nil {
-		return err
+		return nil, err
 	}
 	if err := frame.Write(rw, frame.PAKE, p.Bytes()); err != nil {
-		return fmt.Errorf("send pake message: %w", err)
+		return nil, fmt.Errorf("send pake message: %w", err)
 	}
-	k, err := confirmationKey(p)
+	k, secret, err := derive(p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	theirs, err := expect(r, frame.MAC)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !hmac.Equal(theirs, k.mac(finderLabel, peers)) {
 		// Best effort: the finder learns nothing more from this than from silence.
 		_ = frame.Write(rw, frame.AuthFailed, nil)
-		return ErrWrongCode
+		return nil, ErrWrongCode
 	}
 	if err := frame.Write(rw, frame.MAC, k.mac(announcerLabel, peers)); err != nil {
-		return fmt.Errorf("send mac: %w", err)
+		return nil, fmt.Errorf("send mac: %w", err)
 	}
-	return nil
+	return secret, nil
 }
 
 // expect reads one frame of type want.
@@ -200,24 +200,41 @@ const (
 
 type confirmKey []byte
 
-// confirmationKey derives the key-confirmation key from the PAKE session key.
-func confirmationKey(p *pake.Pake) (confirmKey, error) {
+// Secret is what an authentication leaves both sides besides the proof: a
+// key derived from the PAKE session key, independent of the confirmation
+// key, that later proves that a new stream joins the same two peers (see
+// Rejoin). It never goes on the wire.
+type Secret []byte
+
+// derive derives the key-confirmation key and the session's Secret from
+// the PAKE session key.
+func derive(p *pake.Pake) (confirmKey, Secret, error) {
 	sk, err := p.SessionKey()
 	if err != nil {
-		return nil, fmt.Errorf("pake session key: %w", err)
+		return nil, nil, fmt.Errorf("pake session key: %w", err)
 	}
 	k, err := hkdf.Key(sha256.New, sk, nil, "pcp/1 key confirmation", 32)
 	if err != nil {
-		return nil, fmt.Errorf("derive confirmation key: %w", err)
+		return nil, nil, fmt.Errorf("derive confirmation key: %w", err)
 	}
-	return k, nil
+	s, err := hkdf.Key(sha256.New, sk, nil, "pcp/1 rejoin", 32)
+	if err != nil {
+		return nil, nil, fmt.Errorf("derive session secret: %w", err)
+	}
+	return k, s, nil
 }
 
 // mac is HMAC-SHA256(k, lp("pcp/1") ‖ lp(label) ‖ lp(announcer) ‖ lp(finder)),
 // where lp is a 4-byte big-endian length followed by the bytes.
 func (k confirmKey) mac(label string, peers Peers) []byte {
-	h := hmac.New(sha256.New, k)
-	for _, field := range []string{"pcp/1", label, string(peers.Announcer), string(peers.Finder)} {
+	return macOf(k, "pcp/1", label, string(peers.Announcer), string(peers.Finder))
+}
+
+// macOf is HMAC-SHA256 of the fields, each length-prefixed (4 bytes,
+// big-endian), so that no two lists of fields hash the same.
+func macOf(key []byte, fields ...string) []byte {
+	h := hmac.New(sha256.New, key)
+	for _, field := range fields {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(field)))
 		h.Write(n[:])

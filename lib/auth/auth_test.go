@@ -75,7 +75,7 @@ func announce(h host.Host, pw []byte) <-chan error {
 	results := make(chan error, 4)
 	h.SetStreamHandler(testProto, func(s network.Stream) {
 		s.SetDeadline(time.Now().Add(testWait))
-		err := auth.Announcer(s, pw, auth.Peers{Announcer: h.ID(), Finder: s.Conn().RemotePeer()})
+		_, err := auth.Announcer(s, pw, auth.Peers{Announcer: h.ID(), Finder: s.Conn().RemotePeer()})
 		if err == nil {
 			// Whatever follows authentication on the same stream must arrive
 			// intact: the authentication reads nothing beyond its frames.
@@ -92,7 +92,7 @@ func announce(h host.Host, pw []byte) <-chan error {
 // find runs the Finder over s with the peer IDs taken as production takes
 // them.
 func find(h host.Host, s network.Stream, pw []byte) error {
-	_, err := auth.Finder(s, pw, auth.Peers{Announcer: s.Conn().RemotePeer(), Finder: h.ID()}, nil)
+	_, _, err := auth.Finder(s, pw, auth.Peers{Announcer: s.Conn().RemotePeer(), Finder: h.ID()}, nil)
 	return err
 }
 
@@ -220,13 +220,14 @@ func TestMachineInTheMiddle(t *testing.T) {
 		b.SetStreamHandler(testProto, func(s network.Stream) {
 			defer s.Close()
 			s.SetDeadline(time.Now().Add(testWait))
-			results <- auth.Announcer(s, pw, claimed)
+			_, err := auth.Announcer(s, pw, claimed)
+			results <- err
 			s.CloseWrite()
 			io.Copy(io.Discard, s)
 		})
 		relayed := relay(t, ctx, m, b)
 		s := openStream(t, ctx, a, m)
-		if _, err := auth.Finder(s, pw, claimed, nil); err != nil {
+		if _, _, err := auth.Finder(s, pw, claimed, nil); err != nil {
 			t.Errorf("Finder through a transparent relay with claimed identities: %v", err)
 		}
 		if err := wait(t, results, "Announcer"); err != nil {
@@ -270,7 +271,7 @@ type point struct {
 func finderMessage(t testing.TB, pw []byte) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	_, err := auth.Finder(rw{bytes.NewReader(nil), &out}, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
+	_, _, err := auth.Finder(rw{bytes.NewReader(nil), &out}, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
 	if err == nil {
 		t.Fatal("Finder succeeded against a silent peer")
 	}
@@ -318,7 +319,7 @@ func TestCurve(t *testing.T) {
 
 	// The announcer's answer Y is a P-256 point too.
 	var out bytes.Buffer
-	err := auth.Announcer(rw{bytes.NewReader(pakeFrame(x)), &out}, pw, auth.Peers{Announcer: "b", Finder: "a"})
+	_, err := auth.Announcer(rw{bytes.NewReader(pakeFrame(x)), &out}, pw, auth.Peers{Announcer: "b", Finder: "a"})
 	if err == nil || errors.As(err, new(*auth.ProtocolError)) {
 		t.Fatalf("Announcer on a valid X and then EOF: %v; want a read error", err)
 	}
@@ -446,7 +447,8 @@ func TestHostileFinder(t *testing.T) {
 				io.Copy(io.Discard, finder)
 			}()
 			err := runGuarded(t, func() error {
-				return auth.Announcer(announcer, pw, auth.Peers{Announcer: "b", Finder: "a"})
+				_, err := auth.Announcer(announcer, pw, auth.Peers{Announcer: "b", Finder: "a"})
+				return err
 			})
 			var pe *auth.ProtocolError
 			if !errors.As(err, &pe) {
@@ -505,7 +507,7 @@ func TestHostileAnnouncer(t *testing.T) {
 				io.Copy(io.Discard, announcer)
 			}()
 			err := runGuarded(t, func() error {
-				_, err := auth.Finder(finder, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
+				_, _, err := auth.Finder(finder, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
 				return err
 			})
 			if tc.wrong {
@@ -548,7 +550,7 @@ func FuzzAnnouncer(f *testing.F) {
 	f.Add(append(bytes.Clone(good), '}'))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		in := rw{bytes.NewReader(pakeFrame(payload)), io.Discard}
-		err := auth.Announcer(in, pw, auth.Peers{Announcer: "b", Finder: "a"})
+		_, err := auth.Announcer(in, pw, auth.Peers{Announcer: "b", Finder: "a"})
 		if err == nil {
 			t.Fatalf("Announcer succeeded on a single PAKE frame %q", payload)
 		}
@@ -572,7 +574,7 @@ func FuzzFinder(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, reply []byte) {
 		in := rw{bytes.NewReader(reply), io.Discard}
-		_, err := auth.Finder(in, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
+		_, _, err := auth.Finder(in, pw, auth.Peers{Announcer: "b", Finder: "a"}, nil)
 		if err == nil {
 			// The finder's X is fresh each run: no fixed reply can know its key.
 			t.Fatalf("Finder succeeded on the reply %q", reply)
@@ -610,9 +612,12 @@ func TestFinderPipelinesTheRequestWithItsMAC(t *testing.T) {
 	announcer.SetDeadline(time.Now().Add(3 * time.Second)) // the gate's read, if nothing comes
 	gate := &requestGate{TCPConn: announcer}
 	done := make(chan error, 1)
-	go func() { done <- auth.Announcer(gate, pw, auth.Peers{Announcer: "b", Finder: "a"}) }()
+	go func() {
+		_, err := auth.Announcer(gate, pw, auth.Peers{Announcer: "b", Finder: "a"})
+		done <- err
+	}()
 	request := frame.Append(nil, frame.Request, []byte("pipe"))
-	rtt, err := auth.Finder(finder, pw, auth.Peers{Announcer: "b", Finder: "a"}, request)
+	_, rtt, err := auth.Finder(finder, pw, auth.Peers{Announcer: "b", Finder: "a"}, request)
 	if err != nil {
 		t.Fatalf("Finder: %v (the announcer's gate: %v)", err, gate.err)
 	}

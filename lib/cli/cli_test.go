@@ -175,7 +175,7 @@ func TestConfigFile(t *testing.T) {
 		f := new(Flags)
 		fs := NewFlagSet("test", "test", io.Discard)
 		f.AddNetwork(fs, time.Minute)
-		f.AddAllowRelay(fs, "test")
+		f.AddTransfer(fs, "test")
 		return f, f.Parse(fs, args, func(k string) string { return env[k] })
 	}
 	write("# defaults of this machine\n\ndiscovery = mdns\ntimeout=45s\nallow-relay = true\noutput = /srv/in\n")

@@ -15,7 +15,7 @@ import (
 
 // ConfigKeys are the settings a config file may hold, each named as its
 // flag. Never a code: a file that is read on every run is no place for one.
-var ConfigKeys = []string{"bootstrap", "relay", "discovery", "timeout", "output", "compress", "allow-relay"}
+var ConfigKeys = []string{"bootstrap", "relay", "discovery", "timeout", "output", "compress", "allow-relay", "reconnect"}
 
 // configAnnotation marks the flags a config file may set (Configurable).
 const configAnnotation = "config"

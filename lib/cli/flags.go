@@ -46,10 +46,13 @@ type Flags struct {
 	Quiet     bool
 
 	// AllowRelay is --allow-relay; askRelay is set when the command asks
-	// for consent to relay (AddAllowRelay), prog names it in the question.
+	// for consent to relay (AddTransfer), prog names it in the question.
 	AllowRelay bool
-	askRelay   bool
-	prog       string
+	// Reconnect is --reconnect: how long the two sides of a broken
+	// transfer try to reach each other again.
+	Reconnect time.Duration
+	askRelay  bool
+	prog      string
 	// StdinIsData tells that the command reads its data from stdin: then
 	// no question is asked there.
 	StdinIsData bool
@@ -126,11 +129,14 @@ func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 	f.AddVerbosity(fs)
 }
 
-// AddAllowRelay registers --allow-relay for a command (prog) that moves data.
-func (f *Flags) AddAllowRelay(fs *pflag.FlagSet, prog string) {
+// AddTransfer registers --allow-relay and --reconnect for a command (prog)
+// that moves data.
+func (f *Flags) AddTransfer(fs *pflag.FlagSet, prog string) {
 	f.askRelay, f.prog = true, prog
 	fs.BoolVar(&f.AllowRelay, "allow-relay", false, "when no direct connection can be made, send the data through a relay that allows it (else asks on a terminal, unless stdin carries the data)")
-	Configurable(fs, "allow-relay")
+	fs.DurationVar(&f.Reconnect, "reconnect", session.DefaultRejoinWindow, "when the connection breaks during the transfer, try this `duration` to reach the peer again and go on where it stopped (0: give up at once)")
+	withEnv(fs, "reconnect", "PCP_RECONNECT")
+	Configurable(fs, "allow-relay", "reconnect")
 }
 
 // allowRelay answers whether data may go through relay: yes with
@@ -282,6 +288,10 @@ func (f *Flags) Session(log status.Logger) (session.Config, error) {
 	if f.Timeout < 0 {
 		return cfg, Usagef("--timeout must not be negative")
 	}
+	if f.Reconnect < 0 {
+		return cfg, Usagef("%s must not be negative", f.Named("reconnect"))
+	}
+	cfg.Rejoin = f.Reconnect
 	return cfg, nil
 }
 

@@ -46,6 +46,13 @@ const (
 	Error Type = 'X'
 	// Heartbeat keeps a quiet stream alive.
 	Heartbeat Type = 'B'
+	// Rejoin opens a new stream between two peers that authenticated
+	// before, after their connection broke: the finder's fresh nonce.
+	Rejoin Type = 'J'
+	// Resume is the receiver's first frame on a rejoined stream: the count
+	// of the bytes it has written out (8 bytes, big-endian), where the
+	// sender goes on from.
+	Resume Type = 'S'
 )
 
 // String names a frame type for error messages.
@@ -77,6 +84,10 @@ func (t Type) String() string {
 		return "ERROR"
 	case Heartbeat:
 		return "HEARTBEAT"
+	case Rejoin:
+		return "REJOIN"
+	case Resume:
+		return "RESUME"
 	}
 	return fmt.Sprintf("unknown(0x%02x)", byte(t))
 }

@@ -118,7 +118,8 @@ func newConn(ctx context.Context, s Stream, t Timing) *conn {
 	return &conn{s: s, r: frame.NewReader(s, frame.MaxPayload), timing: t.orDefault(), ctx: ctx, lastWrite: time.Now()}
 }
 
-// start begins the heartbeat and the watch on ctx; the returned func stops both.
+// start begins the heartbeat and the watch on ctx; the returned func stops
+// both (once, however often it is called).
 func (c *conn) start() (stop func()) {
 	done := make(chan struct{})
 	go c.heartbeat(done)
@@ -127,10 +128,10 @@ func (c *conn) start() (stop func()) {
 		c.s.SetReadDeadline(time.Now())
 		c.unblockWrites(c.timing.AbortWait)
 	})
-	return func() {
+	return sync.OnceFunc(func() {
 		close(done)
 		stopWatch()
-	}
+	})
 }
 
 func (c *conn) heartbeat(done <-chan struct{}) {

@@ -66,3 +66,15 @@ func (e *IntegrityError) Error() string {
 }
 
 func (e *IntegrityError) Unwrap() error { return e.Err }
+
+// LostError reports a connection that broke during the data phase and was
+// not regained: Cause is how the stream ended, Reconnect why no new one
+// came. It unwraps to Cause, so a truncation is still an *IntegrityError.
+type LostError struct {
+	Cause     error
+	Reconnect error
+}
+
+func (e *LostError) Error() string { return e.Cause.Error() + "; " + e.Reconnect.Error() }
+
+func (e *LostError) Unwrap() error { return e.Cause }

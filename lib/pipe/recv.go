@@ -19,11 +19,15 @@ import (
 // dst. It returns a nil error only after the END frame's count and digest
 // matched, opt.Commit succeeded and the ACK was sent. A stream that ends
 // early or does not match fails with an *IntegrityError.
+//
+// With opt.Reconnect set, a stream that breaks after the receiver accepted
+// is replaced: on the new stream the receiver tells the sender how much it
+// has written out (RESUME), and the data goes on from there.
 func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64, err error) {
 	c := newConn(ctx, s, opt.Timing)
 	stop := c.start()
-	defer stop()
 	defer func() {
+		stop()
 		if err != nil {
 			c.abort(err)
 		}
@@ -57,32 +61,66 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 
 	digest := newDigest()
 	flowed := false        // whether any DATA frame came: only then is a lost stream a truncation
+	committed := false     // whether opt.Commit ran: a resumed stream sends END again
 	var reported time.Time // when the last RECEIVED frame went out
+	var reportedN int64    // and the count it carried
+	// rejoin replaces the stream after a break, if it can, and tells the
+	// sender on the new one where the data goes on; else it returns why
+	// the transfer failed.
+	rejoin := func(err error, failed error) error {
+		if opt.Reconnect == nil || !broken(ctx, err) {
+			return failed
+		}
+		lost := time.Now()
+		stop()
+		reset(c.s)
+		if opt.Lost != nil {
+			opt.Lost(failed)
+		}
+		ns, rerr := opt.Reconnect(ctx)
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return &LostError{Cause: failed, Reconnect: rerr}
+		}
+		c = newConn(ctx, ns, opt.Timing)
+		stop = c.start()
+		// A failed write here fails the next read too, which tries again.
+		if c.send(frame.Resume, binary.BigEndian.AppendUint64(nil, uint64(n))) == nil && opt.Resumed != nil {
+			opt.Resumed(time.Since(lost), n)
+		}
+		return nil
+	}
 	for {
 		t, p, err := c.next()
 		if err != nil {
 			var pe *PeerError
-			switch {
-			case errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			if errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return n, err
-			case !flowed:
-				return n, fmt.Errorf("the stream ended before any data: %w", plainCut(err))
 			}
-			return n, &IntegrityError{Reason: fmt.Sprintf("the stream ended after %d bytes, before the end frame", n), Err: plainCut(err)}
+			failed := fmt.Errorf("the stream ended before any data: %w", plainCut(err))
+			if flowed {
+				failed = &IntegrityError{Reason: fmt.Sprintf("the stream ended after %d bytes, before the end frame", n), Err: plainCut(err)}
+			}
+			if err := rejoin(err, failed); err != nil {
+				return n, err
+			}
+			continue
 		}
 		switch t {
 		case frame.Data:
 			flowed = true
 			digest.Write(p)
 			if m, err := dst.Write(p); err != nil {
-				return n + int64(m), outputError(err, n+int64(m))
+				return n + int64(m), newOutputError(err, n+int64(m))
 			}
 			n += int64(len(p))
 			if opt.Progress != nil {
 				opt.Progress(n)
 			}
-			if h.Progress && time.Since(reported) >= ProgressInterval {
-				reported = time.Now()
+			if h.Progress && (n-reportedN >= ReportBytes || time.Since(reported) >= ProgressInterval) {
+				reported, reportedN = time.Now(), n
 				if err := c.send(frame.Received, binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
 					return n, fmt.Errorf("report progress: %w", err)
 				}
@@ -91,13 +129,19 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			if err := checkEnd(p, n, digest.Sum(nil)); err != nil {
 				return n, err
 			}
-			if opt.Commit != nil {
+			if opt.Commit != nil && !committed {
 				if err := opt.Commit(); err != nil {
 					return n, fmt.Errorf("store the data: %w", err)
 				}
 			}
+			committed = true
 			if err := c.send(frame.Ack, nil); err != nil {
-				return n, fmt.Errorf("send ack: %w", err)
+				// The data is stored: a new stream carries the ACK, after
+				// the sender sends END again.
+				if err := rejoin(err, fmt.Errorf("send ack: %w", err)); err != nil {
+					return n, err
+				}
+				continue
 			}
 			c.s.CloseWrite()
 			waitEOF(c, c.timing.CloseWait)
@@ -107,6 +151,11 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 		}
 	}
 }
+
+// ReportBytes is how much the receiver writes out, at most, between two
+// reports of its count: the sender that can reconnect holds the data until
+// it is reported.
+const ReportBytes = 1 << 20
 
 // ProgressInterval is how often, at most, the receiver reports what it has
 // written out while the data flows.
@@ -162,16 +211,23 @@ func waitEOF(c *conn, d time.Duration) {
 	}
 }
 
-// outputError explains a failed write of the receiver's output, in words
+// outputError is a failed write of the receiver's output: never a reason
+// to reconnect.
+type outputError struct{ err error }
+
+func (e *outputError) Error() string { return e.err.Error() }
+func (e *outputError) Unwrap() error { return e.err }
+
+// newOutputError explains a failed write of the receiver's output, in words
 // that the sender, told them as the reason, understands too.
-func outputError(err error, n int64) error {
+func newOutputError(err error, n int64) error {
 	switch {
 	case errors.Is(err, syscall.EPIPE):
-		return fmt.Errorf("the receiver's output was closed after %d bytes: %w", n, err)
+		return &outputError{fmt.Errorf("the receiver's output was closed after %d bytes: %w", n, err)}
 	case errors.Is(err, syscall.ENOSPC):
-		return fmt.Errorf("the receiver's disk is full, after %d bytes of output: %w", n, err)
+		return &outputError{fmt.Errorf("the receiver's disk is full, after %d bytes of output: %w", n, err)}
 	}
-	return fmt.Errorf("write output after %d bytes: %w", n, err)
+	return &outputError{fmt.Errorf("write output after %d bytes: %w", n, err)}
 }
 
 // plainCut says in a few words why the stream was cut, when the muxer's

@@ -46,6 +46,17 @@ type Options struct {
 	// Noted (sender only), if set, is told the receiver's note (possibly
 	// empty) when it accepts, before any data is read from the input.
 	Noted func(note string)
+	// Reconnect, if set, is called when the stream breaks during the data
+	// phase (the peer stopped answering, the stream was reset or closed
+	// early): it returns a new stream to the same peer, already proven to
+	// be it, or an error once none came in time. The transfer goes on over
+	// the new stream where the receiver stands.
+	Reconnect func(ctx context.Context) (Stream, error)
+	// Lost, if set, is told why the stream broke, before Reconnect.
+	Lost func(cause error)
+	// Resumed, if set, is told when the data goes on over a new stream:
+	// how long after the break, and at which count of bytes.
+	Resumed func(after time.Duration, at int64)
 	// Delivered (sender only), if set, is called with the receiver's count
 	// of the bytes it has written out, each time it reports it (about every
 	// ProgressInterval while the data flows), and the count of bytes sent
@@ -57,15 +68,21 @@ type Options struct {
 // Send offers h, then streams src to the receiver. It returns the number of
 // bytes sent, and a nil error only after the receiver acknowledged that the
 // count and digest matched and the data was stored.
+//
+// With opt.Reconnect set, a stream that breaks during the data phase is
+// replaced: the sender holds what the receiver has not yet reported
+// written out (at most HeldLimit), and on the new stream goes on from the
+// receiver's count.
 func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (n int64, err error) {
-	c := newConn(ctx, s, opt.Timing)
-	stop := c.start()
-	defer stop()
+	snd := &sender{ctx: ctx, opt: opt, reports: make(chan struct{}, 1)}
+	snd.use(newConn(ctx, s, opt.Timing))
 	defer func() {
+		snd.stop()
 		if err != nil {
-			c.abort(err)
+			snd.c.abort(err)
 		}
 	}()
+	c := snd.c
 
 	h.Progress = true
 	hb, err := h.marshal()
@@ -95,91 +112,176 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	default:
 		return 0, protocolErrorf("got %v frame, want ACCEPT or REJECT", t)
 	}
+	return snd.run(src)
+}
 
-	var endSent atomic.Bool
-	var sent atomic.Int64 // bytes handed to the stream; the receiver cannot report more
-	// This goroutine is the only reader from here on: peer.done closes when
-	// it has read the ACK, or failed.
-	peer := &reader{done: make(chan struct{})}
-	c.reader = peer.done
-	go func() {
-		err := awaitAck(c, &endSent, &sent, opt.Delivered)
-		// Unblock a data write stuck on a peer that is gone. Not when our own
-		// context ended: the watch in start already bounds the writes by
-		// AbortWait, and cutting the stream now would tear a DATA frame in
-		// half and fail abort's ERROR frame, so the receiver would see a
-		// truncated stream instead of "interrupted".
-		if err != nil && ctx.Err() == nil {
-			c.unblockWrites(0)
-		}
-		peer.err = err
-		close(peer.done)
-	}()
+// HeldLimit is how many chunk buffers (each ChunkSize) a sender that can
+// reconnect keeps for data the receiver has not yet reported written out.
+// The receiver reports at least every ReportBytes, so the buffers hold what
+// the link and the receiver's buffers hold (a 16 MiB muxer window at most),
+// plus the time a report takes to come back; the input's reads decide how
+// full each buffer is (a pipe gives 64 KiB at a time).
+const HeldLimit = 96
 
-	readCtx, stopReading := context.WithCancel(ctx)
+// sender is the data phase of Send.
+type sender struct {
+	ctx  context.Context
+	opt  Options
+	c    *conn  // the current stream
+	stop func() // stops c's heartbeat and watch
+	peer *reader
+
+	endSent  atomic.Bool
+	sent     atomic.Int64  // bytes handed to a stream: the receiver cannot report more
+	reported atomic.Int64  // the receiver's last count of bytes written out
+	reports  chan struct{} // signalled after each report
+	n        int64         // bytes read from the input (and sent at least once)
+	end      []byte        // the END payload, once the input ended
+
+	held []held        // data sent and not yet reported written out, in order
+	free chan<- []byte // where released buffers go back to the reader
+}
+
+// held is a chunk buffer kept for a resend: n bytes of data at offset off.
+type held struct {
+	off int64
+	buf []byte
+	n   int
+}
+
+// use makes c the current stream, with its heartbeat running.
+func (s *sender) use(c *conn) {
+	s.c = c
+	s.stop = c.start()
+}
+
+func (s *sender) run(src io.Reader) (int64, error) {
+	s.listen()
+	readCtx, stopReading := context.WithCancel(s.ctx)
 	defer stopReading()
-	chunks, free := readChunks(readCtx, src)
+	buffers := 3
+	if s.opt.Reconnect != nil {
+		buffers += HeldLimit
+	}
+	chunks, free := readChunks(readCtx, src, buffers)
+	s.free = free
 	digest := newDigest()
-	for done := false; !done; {
+	var ackWait <-chan time.Time // after END: how long the receiver may take to acknowledge
+	var stalled <-chan time.Time // while every buffer is held: how long the receiver may take to report
+	for {
+		switch {
+		case len(s.held) < HeldLimit:
+			stalled = nil
+		case stalled == nil:
+			stalled = time.After(s.c.timing.Stall)
+		}
 		select {
-		case <-ctx.Done():
-			return n, ctx.Err()
-		case <-peer.done:
-			if peer.err == nil {
-				return n, protocolErrorf("ACK before END")
+		case <-s.ctx.Done():
+			return s.n, s.ctx.Err()
+		case <-s.reports:
+			s.release()
+		case <-s.peer.done:
+			err := s.peer.err
+			if err == nil {
+				if !s.endSent.Load() {
+					return s.n, protocolErrorf("ACK before END")
+				}
+				return s.n, s.closeWrite()
 			}
-			return n, peer.err
+			if err := s.resume(err); err != nil {
+				return s.n, err
+			}
+			if s.endSent.Load() {
+				ackWait = time.After(s.c.timing.Stall)
+			}
 		case ch := <-chunks:
 			if ch.n > 0 {
 				data := ch.buf[frame.HeaderSize : frame.HeaderSize+ch.n]
 				digest.Write(data)
 				frame.PutHeader(ch.buf, frame.Data, ch.n)
-				sent.Add(int64(ch.n))
-				c.extendWriteDeadline()
-				if err := c.sendFramed(ch.buf[:frame.HeaderSize+ch.n]); err != nil {
-					return n, writeError(ctx, err, peer, c.timing.Stall)
+				if s.opt.Reconnect != nil {
+					s.held = append(s.held, held{off: s.n, buf: ch.buf, n: ch.n})
 				}
-				n += int64(ch.n)
-				if opt.Progress != nil {
-					opt.Progress(n)
+				s.sent.Add(int64(ch.n))
+				s.n += int64(ch.n)
+				s.c.extendWriteDeadline()
+				err := s.c.sendFramed(ch.buf[:frame.HeaderSize+ch.n])
+				if s.opt.Progress != nil {
+					s.opt.Progress(s.n)
+				}
+				if err != nil {
+					if err := s.resume(writeError(s.ctx, err, s.peer, s.c.timing.Stall)); err != nil {
+						return s.n, err
+					}
 				}
 			}
-			free <- ch.buf
+			if s.opt.Reconnect == nil || ch.n == 0 {
+				free <- ch.buf
+			}
+			if ch.err != nil && ch.err != io.EOF {
+				return s.n, fmt.Errorf("read input: %w", ch.err)
+			}
 			if ch.err == io.EOF {
-				done = true
-			} else if ch.err != nil {
-				return n, fmt.Errorf("read input: %w", ch.err)
+				chunks = nil
+				s.end = digest.Sum(binary.BigEndian.AppendUint64(make([]byte, 0, endSize), uint64(s.n)))
+				s.endSent.Store(true)
+				if err := s.sendEnd(); err != nil {
+					return s.n, err
+				}
+				// The receiver syncs what it wrote before it acknowledges;
+				// its writeback began while the data arrived, so that takes
+				// seconds.
+				ackWait = time.After(s.c.timing.Stall)
 			}
+		case <-ackWait:
+			return s.n, &StalledError{Step: "has not acknowledged the data", For: s.c.timing.Stall}
+		case <-stalled:
+			return s.n, &StalledError{Step: "has taken no data", For: s.c.timing.Stall}
 		}
 	}
+}
 
-	end := make([]byte, 0, endSize)
-	end = binary.BigEndian.AppendUint64(end, uint64(n))
-	end = digest.Sum(end)
-	endSent.Store(true)
-	c.extendWriteDeadline()
-	if err := c.send(frame.End, end); err != nil {
-		return n, writeError(ctx, err, peer, c.timing.Stall)
+// sendEnd writes the END frame, resuming on a new stream if this one broke.
+func (s *sender) sendEnd() error {
+	s.c.extendWriteDeadline()
+	if err := s.c.send(frame.End, s.end); err != nil {
+		return s.resume(writeError(s.ctx, err, s.peer, s.c.timing.Stall))
 	}
-	// The receiver syncs what it wrote before it acknowledges; its
-	// writeback began while the data arrived, so that takes seconds.
-	select {
-	case <-peer.done:
-		if peer.err != nil {
-			return n, peer.err
+	return nil
+}
+
+// closeWrite ends the stream once the ACK is in. The receiver waits for
+// this EOF before it closes its side, so that no close of its can drop the
+// ACK on the way.
+func (s *sender) closeWrite() error {
+	if err := s.c.s.CloseWrite(); err != nil {
+		return fmt.Errorf("close stream for writing: %w", err)
+	}
+	waitEOF(s.c, s.c.timing.AbortWait)
+	return nil
+}
+
+// listen starts the goroutine that reads the receiver's frames on the
+// current stream. From here on it is the stream's only reader: peer.done
+// closes when it has read the ACK, or failed.
+func (s *sender) listen() {
+	c := s.c
+	peer := &reader{done: make(chan struct{})}
+	s.peer = peer
+	c.reader = peer.done
+	go func() {
+		err := s.awaitAck(c)
+		// Unblock a data write stuck on a peer that is gone. Not when our own
+		// context ended: the watch in start already bounds the writes by
+		// AbortWait, and cutting the stream now would tear a DATA frame in
+		// half and fail abort's ERROR frame, so the receiver would see a
+		// truncated stream instead of "interrupted".
+		if err != nil && s.ctx.Err() == nil {
+			c.unblockWrites(0)
 		}
-	case <-ctx.Done():
-		return n, ctx.Err()
-	case <-time.After(c.timing.Stall):
-		return n, &StalledError{Step: "has not acknowledged the data", For: c.timing.Stall}
-	}
-	// The receiver waits for this EOF before it closes its side: only now
-	// that the ACK is in, so that no close of its can drop the ACK on the way.
-	if err := s.CloseWrite(); err != nil {
-		return n, fmt.Errorf("close stream for writing: %w", err)
-	}
-	waitEOF(c, c.timing.AbortWait)
-	return n, nil
+		peer.err = err
+		close(peer.done)
+	}()
 }
 
 // reader is the outcome of the goroutine that reads the receiver's frames.
@@ -188,35 +290,167 @@ type reader struct {
 	err  error
 }
 
-// awaitAck reads the receiver's frames during the data phase: heartbeats
-// and RECEIVED counts, passed to delivered, until the ACK that must follow
-// END. A count may not go back, nor exceed what was sent.
-func awaitAck(c *conn, endSent *atomic.Bool, sent *atomic.Int64, delivered func(delivered, sent int64)) error {
-	var last int64
+// errClosedEarly reports a receiver's stream that ended before its ACK.
+var errClosedEarly = errors.New("the receiver closed the stream without acknowledging the data")
+
+// awaitAck reads the receiver's frames on c during the data phase:
+// heartbeats and RECEIVED counts, passed to opt.Delivered, until the ACK
+// that must follow END. A count may not go back, nor exceed what was sent.
+func (s *sender) awaitAck(c *conn) error {
 	for {
 		t, p, err := c.next()
 		switch {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return errors.New("the receiver closed the stream without acknowledging the data")
+			return errClosedEarly
 		case err != nil:
 			return err
 		case t == frame.Received:
 			if len(p) != 8 {
 				return protocolErrorf("RECEIVED frame of %d bytes", len(p))
 			}
-			n, out := int64(binary.BigEndian.Uint64(p)), sent.Load()
+			n, out, last := int64(binary.BigEndian.Uint64(p)), s.sent.Load(), s.reported.Load()
 			if n < last || n > out {
 				return protocolErrorf("the receiver reports %d bytes written, after %d, with %d sent", n, last, out)
 			}
-			last = n
-			if delivered != nil {
-				delivered(n, out)
+			s.reported.Store(n)
+			select {
+			case s.reports <- struct{}{}:
+			default:
+			}
+			if s.opt.Delivered != nil {
+				s.opt.Delivered(n, out)
 			}
 			continue
-		case t == frame.Ack && endSent.Load():
+		case t == frame.Ack && s.endSent.Load():
 			return nil
 		}
 		return protocolErrorf("unexpected %v frame from the receiver", t)
+	}
+}
+
+// release gives back the buffers of data the receiver has reported written
+// out: it will never be asked for again.
+func (s *sender) release() {
+	upTo := s.reported.Load()
+	i := 0
+	for ; i < len(s.held) && s.held[i].off+int64(s.held[i].n) <= upTo; i++ {
+		s.free <- s.held[i].buf
+	}
+	s.held = s.held[i:]
+}
+
+// resume replaces a broken stream through opt.Reconnect and sends again
+// what the receiver has not written out, then END if it was sent. It
+// returns cause itself when cause is not a break of the connection (the
+// receiver's own failure, an interruption) or the sender cannot reconnect.
+func (s *sender) resume(cause error) error {
+	for s.opt.Reconnect != nil && broken(s.ctx, cause) {
+		lost := time.Now()
+		s.drop()
+		if s.opt.Lost != nil {
+			s.opt.Lost(cause)
+		}
+		stream, err := s.opt.Reconnect(s.ctx)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return s.ctx.Err()
+			}
+			return &LostError{Cause: cause, Reconnect: err}
+		}
+		s.use(newConn(s.ctx, stream, s.opt.Timing))
+		at, err := s.resumeAt()
+		if err != nil {
+			cause = err
+			continue
+		}
+		s.listen()
+		s.release()
+		if err := s.resend(at); err != nil {
+			cause = writeError(s.ctx, err, s.peer, s.c.timing.Stall)
+			continue
+		}
+		if s.opt.Resumed != nil {
+			s.opt.Resumed(time.Since(lost), at)
+		}
+		return nil
+	}
+	return cause
+}
+
+// drop ends the broken stream: no heartbeat any more, a reset for
+// whatever is left of it, and its reader gone.
+func (s *sender) drop() {
+	s.stop()
+	reset(s.c.s)
+	select {
+	case <-s.peer.done:
+	case <-time.After(s.c.timing.AbortWait):
+	}
+}
+
+// resumeAt reads the receiver's first frame on a new stream: its count of
+// the bytes it has written out, from which the data goes on.
+func (s *sender) resumeAt() (int64, error) {
+	t, p, err := s.c.next()
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("wait for the receiver's count: %w", err)
+	case t != frame.Resume || len(p) != 8:
+		return 0, protocolErrorf("got %v frame of %d bytes, want RESUME", t, len(p))
+	}
+	at := int64(binary.BigEndian.Uint64(p))
+	if last, out := s.reported.Load(), s.sent.Load(); at < last || at > out {
+		return 0, protocolErrorf("the receiver resumes at %d bytes, after reporting %d, with %d sent", at, last, out)
+	}
+	s.reported.Store(at)
+	return at, nil
+}
+
+// resend writes the held data from offset at, then END if it was sent.
+func (s *sender) resend(at int64) error {
+	for _, h := range s.held {
+		from := max(at-h.off, 0)
+		if from >= int64(h.n) {
+			continue
+		}
+		data := h.buf[frame.HeaderSize+from : frame.HeaderSize+h.n]
+		s.c.extendWriteDeadline()
+		if err := s.c.send(frame.Data, data); err != nil {
+			return err
+		}
+	}
+	if s.endSent.Load() {
+		s.c.extendWriteDeadline()
+		return s.c.send(frame.End, s.end)
+	}
+	return nil
+}
+
+// broken reports whether err is a break of the connection, which a new
+// stream may mend, rather than a failure that a peer or this side meant:
+// an ERROR frame, a breach of the protocol, a stalled receiver, a refusal,
+// a failed input or output, an interruption.
+func broken(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	switch {
+	case errors.As(err, new(*PeerError)), errors.As(err, new(*ProtocolError)), errors.As(err, new(*StalledError)),
+		errors.As(err, new(*RejectedError)), errors.As(err, new(*rejected)), errors.As(err, new(*outputError)),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	return true
+}
+
+// reset ends a stream at once.
+func reset(s Stream) {
+	if r, ok := s.(interface{ Reset() error }); ok {
+		r.Reset()
+		return
+	}
+	if cl, ok := s.(io.Closer); ok {
+		cl.Close()
 	}
 }
 
@@ -253,24 +487,30 @@ type chunk struct {
 // is whole.
 const firstChunk = 16 << 10
 
-// readChunks reads src in a goroutine, into a few buffers that the caller
-// hands back through free, so that reading the input and writing the stream
-// overlap.
-func readChunks(ctx context.Context, src io.Reader) (<-chan chunk, chan<- []byte) {
-	const buffers = 3
+// readChunks reads src in a goroutine, into at most buffers buffers that
+// the caller hands back through free, so that reading the input and
+// writing the stream overlap. A buffer is made only when none is free.
+func readChunks(ctx context.Context, src io.Reader, buffers int) (<-chan chunk, chan<- []byte) {
 	chunks := make(chan chunk)
 	free := make(chan []byte, buffers)
-	for range buffers {
-		free <- make([]byte, frame.HeaderSize+ChunkSize)
-	}
 	go func() {
 		limit := firstChunk
+		made := 0
 		for {
 			var buf []byte
 			select {
 			case buf = <-free:
-			case <-ctx.Done():
-				return
+			default:
+				if made < buffers {
+					buf = make([]byte, frame.HeaderSize+ChunkSize)
+					made++
+					break
+				}
+				select {
+				case buf = <-free:
+				case <-ctx.Done():
+					return
+				}
 			}
 			n, err := src.Read(buf[frame.HeaderSize : frame.HeaderSize+limit])
 			limit = min(2*limit, ChunkSize)

@@ -139,7 +139,7 @@ func (a *Announcer) handle(ctx context.Context, s network.Stream) {
 	}
 	defer a.release()
 	s.SetDeadline(start.Add(AuthTimeout))
-	err = auth.AnswerFinder(s, msg, a.password, auth.Peers{Announcer: a.cfg.Host.ID(), Finder: finder})
+	secret, err := auth.AnswerFinder(s, msg, a.password, auth.Peers{Announcer: a.cfg.Host.ID(), Finder: finder})
 	if errors.Is(err, auth.ErrWrongCode) {
 		s.Close()
 		a.wrongCode(node.ShortID(finder))
@@ -157,7 +157,7 @@ func (a *Announcer) handle(ctx context.Context, s network.Stream) {
 		return
 	}
 	s.SetDeadline(time.Time{})
-	p := &Peer{Stream: s, ID: finder, Want: string(want), AuthTime: time.Since(start)}
+	p := &Peer{Stream: s, ID: finder, Want: string(want), AuthTime: time.Since(start), Secret: secret}
 	if !stop() {
 		return // ctx ended: the stream was reset
 	}

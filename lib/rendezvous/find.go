@@ -268,7 +268,7 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 	// The request rides with the finder's MAC: it tells an announcer that
 	// may not know the code nothing it could not guess.
 	request := frame.Append(nil, frame.Request, []byte(want))
-	rtt, err := auth.Finder(s, password, peers, request)
+	secret, rtt, err := auth.Finder(s, password, peers, request)
 	if err != nil {
 		s.Reset()
 		if notPcp(dctx, h, s.Conn(), err) {
@@ -293,7 +293,7 @@ func attempt(ctx context.Context, cfg Config, password []byte, c discovery.Candi
 		return nil, ctx.Err()
 	}
 	s.SetDeadline(time.Time{})
-	return &Peer{Stream: s, ID: c.ID, Source: c.Source, Want: want, AuthTime: authTime, RTT: rtt}, nil
+	return &Peer{Stream: s, ID: c.ID, Source: c.Source, Want: want, AuthTime: authTime, RTT: rtt, Secret: secret}, nil
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

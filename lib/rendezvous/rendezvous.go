@@ -82,6 +82,9 @@ type Peer struct {
 	// RTT is the round trip of the finder's proof and request and the
 	// announcer's proof (finder side).
 	RTT time.Duration
+	// Secret proves on a later stream that it joins the same two peers
+	// (auth.RejoinFinder, auth.RejoinAnnouncer).
+	Secret auth.Secret
 }
 
 // Addrs returns the peer's known addresses as full multiaddrs ending in

@@ -959,7 +959,7 @@ func TestGuessBudgetUnderConcurrentGuesses(t *testing.T) {
 			}
 			defer s.Reset()
 			g := &gatedWriter{ReadWriter: s, arrived: &arrived, all: all}
-			if _, err := auth.Finder(g, wrong, auth.Peers{Announcer: ah.ID(), Finder: fh.ID()}, nil); err == nil {
+			if _, _, err := auth.Finder(g, wrong, auth.Peers{Announcer: ah.ID(), Finder: fh.ID()}, nil); err == nil {
 				t.Error("a wrong code authenticated")
 			}
 			if g.writes < 2 {

@@ -51,6 +51,9 @@ type Config struct {
 	// Met, if set, is called once, as soon as a peer proved the code
 	// (before the data path is settled).
 	Met func()
+	// Rejoin is how long the two sides of a transfer whose connection
+	// broke try to reach each other again; 0 means not at all.
+	Rejoin time.Duration
 }
 
 // Session is a running host with its discovery methods.
@@ -69,6 +72,7 @@ type Session struct {
 	punchWait  sync.Once     // the finder waits for hole punching once at most
 	onMet      func()
 	metOnce    sync.Once
+	rejoin     time.Duration
 }
 
 // met tells Config.Met, once, that a peer proved the code.
@@ -81,7 +85,7 @@ func (s *Session) met() {
 // Start starts the host and, unless cfg.Peers is set, the discovery methods.
 func Start(ctx context.Context, cfg Config) (*Session, error) {
 	start := time.Now()
-	s := &Session{log: cfg.Log, punches: route.NewTracker(), allowRelay: cfg.AllowRelay, bootstrap: cfg.Bootstrap, started: make(chan struct{}), onMet: cfg.Met}
+	s := &Session{log: cfg.Log, punches: route.NewTracker(), allowRelay: cfg.AllowRelay, bootstrap: cfg.Bootstrap, started: make(chan struct{}), onMet: cfg.Met, rejoin: cfg.Rejoin}
 	ncfg := node.Config{Listen: cfg.Listen, Receiver: cfg.Receiver}
 	for _, ai := range cfg.Bootstrap {
 		ncfg.QUICFirst = append(ncfg.QUICFirst, ai.Addrs...)
@@ -250,7 +254,13 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 	if opt.Route != nil {
 		opt.Route(path)
 	}
-	n, err := pipe.Send(ctx, stream, h, src, timed(&opt.Options, &res))
+	popt := timed(&opt.Options, &res)
+	if s.rejoin > 0 {
+		reconnect, stop := s.rejoinSender(ctx, p, stream, path, s.rejoin)
+		defer stop()
+		s.resumable(&popt, reconnect, "the receiver")
+	}
+	n, err := pipe.Send(ctx, stream, h, src, popt)
 	res.Bytes = n
 	res.finish()
 	return res, relayLost(err, stream, path)
@@ -278,10 +288,34 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	s.log.Debugf("data connection ready %v after the start", time.Since(start).Round(time.Millisecond))
 	s.peerMet()
 	s.log.Infof("peer %s %s and authenticated; receiving %s", node.ShortID(p.ID), foundHow(p.Source), path)
-	n, err := pipe.Receive(ctx, stream, dst, timed(&opt, &res))
+	popt := timed(&opt, &res)
+	if s.rejoin > 0 {
+		s.resumable(&popt, s.rejoinReceiver(p, c, path, s.rejoin), "the sender")
+	}
+	n, err := pipe.Receive(ctx, stream, dst, popt)
 	res.Bytes = n
 	res.finish()
 	return res, relayLost(err, stream, path)
+}
+
+// resumable makes the pipe reconnect through reconnect after a break,
+// saying so in status lines: peer names the other side.
+func (s *Session) resumable(opt *pipe.Options, reconnect func(context.Context) (pipe.Stream, error), peer string) {
+	lost, resumed := opt.Lost, opt.Resumed
+	opt.Reconnect = reconnect
+	opt.Lost = func(cause error) {
+		s.log.Infof("connection lost; reconnecting to %s for up to %v…", peer, s.rejoin)
+		s.log.Debugf("the connection broke: %v", cause)
+		if lost != nil {
+			lost(cause)
+		}
+	}
+	opt.Resumed = func(after time.Duration, at int64) {
+		s.log.Infof("resumed after %.1f s at %s", after.Seconds(), status.Size(at))
+		if resumed != nil {
+			resumed(after, at)
+		}
+	}
 }
 
 // Busy is what the sender tells a finder that proves the code while it
