@@ -289,13 +289,7 @@ func (c *conn) abort(cause error) {
 			return
 		}
 	}
-	if r, ok := c.s.(interface{ Reset() error }); ok {
-		r.Reset()
-		return
-	}
-	if cl, ok := c.s.(io.Closer); ok {
-		cl.Close()
-	}
+	reset(c.s)
 }
 
 func isTimeout(err error) bool {
