@@ -96,6 +96,7 @@ type extractorState int
 
 const (
 	stateNew       extractorState = iota // Extract not called yet
+	stateStaged                          // Extract called, or failed with a staging directory kept for Abort or Suspend
 	stateExtracted                       // Extract succeeded, waiting for Commit or Abort
 	stateDone                            // committed, aborted, or failed
 )
@@ -147,6 +148,8 @@ type Extractor struct {
 	opt     ExtractOptions
 	state   extractorState
 	staging string             // the staging directory, "" when there is none
+	lock    *os.File           // the staging directory's manifest, locked, when Stage made it
+	held    map[string]Held    // what the staging directory held before (Stage), by path
 	names   []string           // top-level names, after Extract
 	topDirs map[string]dirMeta // top-level directories: mode applied by Commit
 }
@@ -237,14 +240,21 @@ func (e *Extractor) Extract(ctx context.Context, r io.Reader) (Summary, error) {
 	if e.state != stateNew {
 		return Summary{}, errors.New("extract: this extractor was already used")
 	}
-	e.state = stateDone
-	staging, err := os.MkdirTemp(e.dir, stagingPrefix)
-	if err != nil {
-		return Summary{}, fmt.Errorf("creating staging directory: %w", err)
+	e.state = stateStaged
+	if e.staging == "" {
+		staging, err := os.MkdirTemp(e.dir, stagingPrefix)
+		if err != nil {
+			e.state = stateDone
+			return Summary{}, fmt.Errorf("creating staging directory: %w", err)
+		}
+		e.staging = staging
 	}
-	e.staging = staging
 	sum, err := e.extract(ctx, r)
 	if err != nil {
+		if e.lock != nil {
+			return sum, err // Abort or Suspend decides
+		}
+		e.state = stateDone
 		if rerr := e.removeStaging(); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
@@ -284,6 +294,7 @@ func (e *Extractor) extract(ctx context.Context, r io.Reader) (Summary, error) {
 	}
 
 	x := &extraction{
+		held:     e.held,
 		root:     root,
 		folders:  folders{root: root},
 		rootPath: content,
@@ -293,6 +304,12 @@ func (e *Extractor) extract(ctx context.Context, r io.Reader) (Summary, error) {
 	}
 	if e.opt.Sync != nil {
 		x.flusher = &flusher{path: content}
+	}
+	if e.held != nil {
+		if x.staging, err = os.OpenRoot(e.staging); err != nil {
+			return Summary{}, fmt.Errorf("opening staging directory: %w", err)
+		}
+		defer x.staging.Close()
 	}
 	err = x.run(ctx, src)
 	x.folders.close()
@@ -343,6 +360,7 @@ func (e *Extractor) Commit() error {
 		return errors.New("commit: nothing to commit (Extract not called or failed, or already committed or aborted)")
 	}
 	e.state = stateDone
+	defer e.unlock()
 	if sync := e.opt.Sync; sync != nil {
 		if err := sync(e.contentDir(), true); err != nil {
 			return errors.Join(fmt.Errorf("writing the files to the disk: %w", err), e.removeStaging())
@@ -469,6 +487,7 @@ func finishTopDir(path string, d dirMeta) error {
 // and does nothing after Commit.
 func (e *Extractor) Abort() error {
 	e.state = stateDone
+	defer e.unlock()
 	return e.removeStaging()
 }
 
@@ -538,6 +557,8 @@ type extraction struct {
 	flusher  *flusher // nil unless opt.Sync is set
 	rootPath string
 	opt      ExtractOptions
+	held     map[string]Held  // files a resumed stream may keep, by path; each is kept at most once
+	staging  *os.Root         // the staging directory, when files may be kept
 	nodes    map[string]*node // by slash-separated relative path
 	dirs     []dirMeta
 	topDirs  map[string]dirMeta
@@ -681,7 +702,11 @@ func (x *extraction) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header)
 	if x.opt.MaxCount > 0 && x.sum.Count >= x.opt.MaxCount {
 		return unsafeEntry(hdr.Name, fmt.Sprintf("more entries than the %d announced", x.opt.MaxCount))
 	}
-	if kind == kindFile && !hardLink && x.opt.MaxSize > 0 && hdr.Size > x.opt.MaxSize-x.sum.Size {
+	keep, reason := x.kept(hdr, parts, kind == kindFile && !hardLink)
+	if reason != "" {
+		return unsafeEntry(hdr.Name, reason)
+	}
+	if kind == kindFile && !hardLink && x.opt.MaxSize > 0 && hdr.Size+keep.Size > x.opt.MaxSize-x.sum.Size {
 		return unsafeEntry(hdr.Name, fmt.Sprintf("more data than the %d bytes announced", x.opt.MaxSize))
 	}
 
@@ -702,7 +727,7 @@ func (x *extraction) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header)
 	case hardLink:
 		err = x.link(hdr, key, rel)
 	case kind == kindFile:
-		err = x.file(ctx, tr, hdr, key)
+		err = x.file(ctx, tr, hdr, key, keep.Size)
 	case kind == kindDir:
 		err = x.dir(hdr, key, rel, len(parts))
 	case kind == kindSymlink:
@@ -751,14 +776,23 @@ func createError(name, what string, err error) error {
 	return fmt.Errorf("extracting %s: %s: %w", sanitize(name), what, err)
 }
 
-// file extracts a regular file.
-func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, key string) error {
+// file extracts a regular file, after the first keep bytes, which the
+// staging directory holds from before.
+func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, key string, keep int64) error {
 	perm := fs.FileMode(hdr.Mode) & 0o777
 	f, err := x.folders.create(key, perm)
 	if err != nil {
 		return createError(hdr.Name, "creating file", err)
 	}
 	x.nodes[key] = &node{kind: kindFile}
+	if keep > 0 {
+		if f, err = x.keep(f, key, keep); err != nil {
+			return fmt.Errorf("extracting %s: resuming: %w", sanitize(hdr.Name), err)
+		}
+		if x.opt.Progress != nil {
+			x.opt.Progress(keep)
+		}
+	}
 	if x.opt.Sync != nil {
 		w := &writeback{f: f}
 		err = copyExact(ctx, w, tr, hdr.Size, x.buf, x.opt.Progress)
@@ -781,7 +815,7 @@ func (x *extraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	default:
 		return fmt.Errorf("extracting %s: reading archive: %w", sanitize(hdr.Name), err)
 	}
-	x.sum.Size += hdr.Size
+	x.sum.Size += keep + hdr.Size
 	if err := x.folders.setModTime(key, hdr.ModTime); err != nil {
 		return fmt.Errorf("extracting %s: setting time: %w", sanitize(hdr.Name), err)
 	}

@@ -80,6 +80,52 @@ func (d *folders) create(key string, perm fs.FileMode) (outFile, error) {
 	}
 }
 
+// reopen opens the existing regular file key to write after its first
+// size bytes (what is beyond is cut), with the permission bits perm.
+func (d *folders) reopen(key string, perm fs.FileMode, size int64) (outFile, error) {
+	name, err := d.openParent(key)
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	for {
+		fd, err = unix.Openat(d.fd, name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_LARGEFILE, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: key, Err: err}
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	switch {
+	case err != nil:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < size:
+		err = unix.EINVAL
+	default:
+		if err = unix.Fchmod(fd, uint32(perm)); err == nil {
+			if err = unix.Ftruncate(fd, size); err == nil {
+				_, err = unix.Seek(fd, size, io.SeekStart)
+			}
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "reopen", Path: key, Err: err}
+	}
+	return rawFile(fd), nil
+}
+
+// modeOf is the permission bits of the open file f.
+func modeOf(f outFile) (fs.FileMode, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, err
+	}
+	return fs.FileMode(st.Mode & 0o777), nil
+}
+
 // setModTime sets the modification time of the file key, created last.
 func (d *folders) setModTime(key string, mtime time.Time) error {
 	name, err := d.openParent(key)
@@ -126,6 +172,10 @@ func (f rawFile) Close() error {
 		return fmt.Errorf("close: %w", err)
 	}
 	return nil
+}
+
+func (f rawFile) Seek(offset int64, whence int) (int64, error) {
+	return unix.Seek(int(f), offset, whence)
 }
 
 func (f rawFile) Read(p []byte) (int, error) {

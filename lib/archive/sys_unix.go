@@ -3,6 +3,7 @@
 package archive
 
 import (
+	"os"
 	"syscall"
 	"time"
 
@@ -16,4 +17,15 @@ const oNoFollow = syscall.O_NOFOLLOW
 func lutimes(path string, mtime time.Time) error {
 	tv := unix.NsecToTimeval(mtime.UnixNano())
 	return unix.Lutimes(path, []unix.Timeval{tv, tv})
+}
+
+// tryLock takes an exclusive lock on f, without waiting; false when another
+// process (or another open file) holds one. Closing f releases it.
+func tryLock(f *os.File) bool {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			return err == nil
+		}
+	}
 }

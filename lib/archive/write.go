@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/pcp-dev/pcp/lib/compress"
@@ -41,6 +43,14 @@ type WriteOptions struct {
 	// sum over a transfer is Summary.Size. It runs on the writing goroutine
 	// and must be quick.
 	Progress func(n int64)
+
+	// Holdings, by path in the archive, are the files of an unfinished
+	// extraction that the receiver holds (see Extractor.Stage). A file
+	// whose first bytes are what the receiver holds is written as a
+	// resumed entry: PAX records that say how many bytes the receiver
+	// keeps and their SHA-256, then only the rest of the data. A stream
+	// with resumed entries is for pcp's extractor only.
+	Holdings map[string]Held
 }
 
 // Write writes paths as a tar stream (inside zstd unless opt.Level is 0) to
@@ -168,13 +178,14 @@ type archiveWriter struct {
 	bw       *bufio.Writer    // nil with compression
 	buf      []byte
 	progress func(int64)
+	holdings map[string]Held // what the receiver holds, by path
 }
 
 func newArchiveWriter(w io.Writer, opt WriteOptions) (*archiveWriter, error) {
 	if err := checkLevel(opt.Level); err != nil {
 		return nil, err
 	}
-	aw := &archiveWriter{buf: make([]byte, copyBufSize), progress: opt.Progress}
+	aw := &archiveWriter{buf: make([]byte, copyBufSize), progress: opt.Progress, holdings: opt.Holdings}
 	if opt.Level == 0 {
 		// Headers are 512-byte writes: gather them.
 		aw.bw = bufio.NewWriterSize(w, 64<<10)
@@ -293,6 +304,13 @@ type fileStat struct {
 // writeFile writes hdr and then exactly hdr.Size bytes from r. path names
 // the source in errors.
 func (aw *archiveWriter) writeFile(ctx context.Context, hdr *tar.Header, r io.Reader, path string) error {
+	if h, ok := aw.keepable(ctx, hdr, r); ok {
+		hdr.PAXRecords = map[string]string{paxKeep: strconv.FormatInt(h.Size, 10), paxKeepSHA256: hex.EncodeToString(h.SHA256)}
+		hdr.Size -= h.Size
+		if aw.progress != nil {
+			aw.progress(h.Size)
+		}
+	}
 	if err := aw.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("writing header of %s: %w", path, err)
 	}

@@ -53,6 +53,11 @@ const (
 	// of the bytes it has written out (8 bytes, big-endian), where the
 	// sender goes on from.
 	Resume Type = 'S'
+	// Have carries part of what the receiver already holds of the offer
+	// (pcp: its partial files), between the HEADER and the ACCEPT, when
+	// the header says the sender takes it; the payloads of all HAVE
+	// frames together make one message.
+	Have Type = 'V'
 )
 
 // String names a frame type for error messages.
@@ -88,6 +93,8 @@ func (t Type) String() string {
 		return "REJOIN"
 	case Resume:
 		return "RESUME"
+	case Have:
+		return "HAVE"
 	}
 	return fmt.Sprintf("unknown(0x%02x)", byte(t))
 }

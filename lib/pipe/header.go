@@ -23,6 +23,10 @@ type Header struct {
 	// Progress tells that the sender takes RECEIVED frames: the receiver's
 	// count of what it has written out, at intervals. Send sets it.
 	Progress bool `json:"progress,omitempty"`
+	// Holdings tells that the sender takes HAVE frames before the ACCEPT:
+	// what the receiver already holds of the offer. Send sets it when
+	// Options.Had is set.
+	Holdings bool `json:"holdings,omitempty"`
 	// Skipped counts what the sender left out of the folders it offers,
 	// by reason (pcp send: "outside", "special", "broken", "excluded").
 	// A receiver describes the reasons it knows in its own words.

@@ -1145,6 +1145,7 @@ func TestHostileReceiver(t *testing.T) {
 	}{
 		{"data instead of accept", []byte{byte(frame.Data), 0, 0, 0, 1, 'x'}, false, wantProtocolError},
 		{"oversized answer", []byte{byte(frame.Accept), 0xff, 0xff, 0xff, 0xff}, false, wantProtocolError},
+		{"holdings to a sender that did not ask", []byte{byte(frame.Have), 0, 0, 0, 1, 'x'}, false, wantProtocolError},
 		{"ack before end", []byte{byte(frame.Ack), 0, 0, 0, 0}, true, wantProtocolError},
 		{"unknown frame during data", []byte{'?', 0, 0, 0, 0}, true, wantProtocolError},
 		{"received more than was sent", append([]byte{byte(frame.Received), 0, 0, 0, 8}, 0x7f, 0, 0, 0, 0, 0, 0, 0), true, wantProtocolError},
@@ -1570,4 +1571,58 @@ func TestIdleInputLongerThanStall(t *testing.T) {
 	if res := await(t, recv, "Receive"); res.err != nil || dst.String() != "before after" {
 		t.Fatalf("Receive = %v, %q", res.err, dst.String())
 	}
+}
+
+// What the receiver holds of the offer reaches the sender before any data,
+// whole although it takes several frames, and only a sender that asks for
+// it is told; one that is told too much stops.
+func TestHoldings(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	holdings := randomBytes(t, 2*frame.MaxPayload+100)
+	for _, asks := range []bool{true, false} {
+		a, b := tcpPair(t)
+		asked := false
+		recv := async(func() (int64, error) {
+			return Receive(ctx, b, io.Discard, Options{Timing: testTiming, Holding: func(Header) ([]byte, error) {
+				asked = true
+				return holdings, nil
+			}})
+		})
+		var told []byte
+		var order []string
+		opt := Options{Timing: testTiming, Noted: func(string) { order = append(order, "noted") }}
+		if asks {
+			opt.Holds = func(h []byte) { told, order = h, append(order, "holds") }
+		}
+		if _, err := Send(ctx, a, Header{Kind: KindRaw, Size: -1}, strings.NewReader("data"), opt); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if res := await(t, recv, "Receive"); res.err != nil {
+			t.Fatalf("Receive: %v", res.err)
+		}
+		switch {
+		case asked != asks:
+			t.Errorf("sender asks %v: the receiver was asked %v", asks, asked)
+		case asks && (!bytes.Equal(told, holdings) || !slices.Equal(order, []string{"holds", "noted"})):
+			t.Errorf("the sender was told %d bytes (want %d, the same), in the order %v", len(told), len(holdings), order)
+		}
+	}
+
+	a, b := tcpPair(t)
+	send := async(func() (int64, error) {
+		return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, Options{Timing: testTiming, Holds: func([]byte) {}})
+	})
+	r := frame.NewReader(b, frame.MaxPayload)
+	if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
+		t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
+	}
+	drain(b)
+	part := make([]byte, frame.MaxPayload)
+	for range MaxHoldings/len(part) + 1 {
+		if err := frame.Write(b, frame.Have, part); err != nil {
+			break // the sender stopped reading
+		}
+	}
+	wantProtocolError(t, await(t, send, "Send").err)
 }

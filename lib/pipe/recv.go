@@ -44,12 +44,31 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 	if err != nil {
 		return 0, err
 	}
+	refuse := func(err error) error {
+		c.send(frame.Reject, []byte(peerMessage(err)))
+		c.s.CloseWrite()
+		waitEOF(c, c.timing.AbortWait) // so that closing our host cannot drop the REJECT
+		return &rejected{err}
+	}
 	if opt.Accept != nil {
 		if err := opt.Accept(h); err != nil {
-			c.send(frame.Reject, []byte(peerMessage(err)))
-			c.s.CloseWrite()
-			waitEOF(c, c.timing.AbortWait) // so that closing our host cannot drop the REJECT
-			return 0, &rejected{err}
+			return 0, refuse(err)
+		}
+	}
+	if h.Holdings && opt.Holding != nil {
+		holdings, err := opt.Holding(h)
+		if err == nil && len(holdings) > MaxHoldings {
+			err = fmt.Errorf("%d bytes of holdings to tell (limit %d)", len(holdings), MaxHoldings)
+		}
+		if err != nil {
+			return 0, refuse(err)
+		}
+		for len(holdings) > 0 {
+			part := holdings[:min(len(holdings), frame.MaxPayload)]
+			if err := c.send(frame.Have, part); err != nil {
+				return 0, fmt.Errorf("send holdings: %w", err)
+			}
+			holdings = holdings[len(part):]
 		}
 	}
 	if err := c.send(frame.Accept, []byte(opt.Note)); err != nil {

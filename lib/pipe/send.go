@@ -46,6 +46,14 @@ type Options struct {
 	// Noted (sender only), if set, is told the receiver's note (possibly
 	// empty) when it accepts, before any data is read from the input.
 	Noted func(note string)
+	// Holding (receiver only), if set, is asked after Accept what the
+	// receiver already holds of the offer (at most MaxHoldings bytes, in
+	// a form its application knows: pcp's partial files), for a sender
+	// that takes it; an error rejects the transfer as Accept's does.
+	Holding func(Header) ([]byte, error)
+	// Holds (sender only), if set, is told what the receiver said it holds
+	// (nil for nothing) when it accepts, before Noted.
+	Holds func(holdings []byte)
 	// Reconnect, if set, is called when the stream breaks during the data
 	// phase (the peer stopped answering, the stream was reset or closed
 	// early): it returns a new stream to the same peer, already proven to
@@ -85,6 +93,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	c := snd.c
 
 	h.Progress = true
+	h.Holdings = opt.Holds != nil
 	hb, err := h.marshal()
 	if err != nil {
 		return 0, err
@@ -92,27 +101,51 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 	if err := c.send(frame.Header, hb); err != nil {
 		return 0, fmt.Errorf("send header: %w", err)
 	}
-	t, p, err := c.nextBefore(time.Now().Add(c.timing.Decision))
-	if errors.Is(err, errNoStep) {
-		return 0, &StalledError{Step: "has not accepted or refused the transfer", For: c.timing.Decision}
+	decided := time.Now().Add(c.timing.Decision)
+	var holdings []byte
+	for {
+		t, p, err := c.nextBefore(decided)
+		if errors.Is(err, errNoStep) {
+			return 0, &StalledError{Step: "has not accepted or refused the transfer", For: c.timing.Decision}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("wait for the receiver to accept: %w", err)
+		}
+		if t == frame.Have && opt.Holds != nil {
+			if len(holdings)+len(p) > MaxHoldings {
+				return 0, protocolErrorf("the receiver holds more than %d bytes of HAVE frames", MaxHoldings)
+			}
+			holdings = append(holdings, p...)
+			continue
+		}
+		if err := decision(t, p, holdings, opt); err != nil {
+			return 0, err
+		}
+		return snd.run(src)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("wait for the receiver to accept: %w", err)
-	}
+}
+
+// MaxHoldings bounds the HAVE frames of one transfer together.
+const MaxHoldings = 16 << 20
+
+// decision takes the receiver's answer to the header: nil once it accepted.
+func decision(t frame.Type, p, holdings []byte, opt Options) error {
 	switch t {
 	case frame.Accept:
+		if opt.Holds != nil {
+			opt.Holds(holdings)
+		}
 		if opt.Noted != nil {
 			opt.Noted(frame.Text(p))
 		}
 		if opt.Accepted != nil {
 			opt.Accepted()
 		}
+		return nil
 	case frame.Reject:
-		return 0, &RejectedError{Reason: frame.Text(p)}
-	default:
-		return 0, protocolErrorf("got %v frame, want ACCEPT or REJECT", t)
+		return &RejectedError{Reason: frame.Text(p)}
 	}
-	return snd.run(src)
+	return protocolErrorf("got %v frame, want ACCEPT or REJECT", t)
 }
 
 // HeldLimit is how many chunk buffers (each ChunkSize) a sender that can
