@@ -23,6 +23,7 @@ func receiveFlags(f *cli.Flags, opt *files.ReceiveOptions, yes, toStdout *bool) 
 	fs.BoolVar(toStdout, "stdout", false, "write the received stream (tar+zstd) to stdout instead of extracting it")
 	fs.BoolVarP(yes, "yes", "y", false, "accept without asking")
 	fs.BoolVar(&opt.Overwrite, "overwrite", false, "replace existing files and folders of the same names")
+	fs.BoolVar(&opt.NoResume, "no-resume", false, "start afresh, even if an unfinished transfer of the same names left files here")
 	fs.BoolVar(&opt.NoSync, "no-fsync", false, "acknowledge before the files are on stable storage (faster; a crash may lose them)")
 	f.AddPeer(fs)
 	f.AddNetwork(fs, 10*time.Minute)
@@ -80,6 +81,12 @@ func receive(ctx context.Context, args []string) error {
 	defer s.Close()
 	progress := f.Progress("receiving")
 	opt.Timeout, opt.Progress, opt.Debugf = f.Timeout, progress.Update, log.Debugf
+	opt.Resuming = func(have, total int64) {
+		log.Infof("resuming: %s of %s already here", status.Size(have), status.Size(total))
+	}
+	opt.Kept = func(dir string, size int64) {
+		log.Infof("kept the %s received in %s: receiving the same names there again resumes (--no-resume starts afresh)", status.Size(size), dir)
+	}
 	res, err := files.Receive(ctx, s.Session, c, opt)
 	progress.Finish()
 	if err != nil {

@@ -60,9 +60,9 @@ const (
 // keep: its path in the archive (slash-separated), its size, and the
 // SHA-256 of its content.
 type Held struct {
-	Path   string `json:"path"`
-	Size   int64  `json:"size"`
-	SHA256 []byte `json:"sha256"`
+	Path   string
+	Size   int64
+	SHA256 []byte
 }
 
 // manifest is what a staging directory records of its offer.
@@ -111,6 +111,13 @@ func (e *Extractor) Stage(resume bool) ([]Held, error) {
 	}
 	if err == nil {
 		lock, err = openLocked(filepath.Join(staging, manifestName))
+	}
+	if err == nil && e.opt.Sync != nil {
+		// So that a machine that stops finds the staging folder's offer.
+		err = errors.Join(fsync(filepath.Join(staging, manifestName)), fsync(staging), fsync(e.dir))
+		if err != nil {
+			lock.Close()
+		}
 	}
 	if err != nil {
 		removeAll(staging)

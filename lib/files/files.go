@@ -74,7 +74,7 @@ type SendOptions struct {
 type Outgoing struct {
 	header    pipe.Header
 	level     int // as SendOptions.Level
-	write     func(ctx context.Context, w io.Writer, level int) error
+	write     func(ctx context.Context, w io.Writer, level int, holdings map[string]archive.Held) error
 	release   func() error
 	delivered *reports // what the receiver reports it has written out
 	debugf    func(format string, args ...any)
@@ -122,11 +122,12 @@ func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, t
 	written := make(chan struct{})
 	accepted := make(chan struct{}) // the archive begins once the receiver accepted
 	level := out.level
+	var holdings map[string]archive.Held
 	go func() {
 		defer close(written)
 		select {
 		case <-accepted:
-			pw.CloseWithError(out.write(wctx, pw, level))
+			pw.CloseWithError(out.write(wctx, pw, level, holdings))
 		case <-wctx.Done():
 			pw.CloseWithError(wctx.Err())
 		}
@@ -134,6 +135,12 @@ func Send(ctx context.Context, s *session.Session, c code.Code, out *Outgoing, t
 	res, err := s.Send(ctx, c, out.header, pr, timeout, session.SendOptions{
 		Options: pipe.Options{
 			Delivered: out.delivered.add,
+			Holds: func(b []byte) {
+				holdings = parseHoldings(b)
+				if out.debugf != nil && len(holdings) > 0 {
+					out.debugf("the receiver holds %d files of an earlier transfer of these names", len(holdings))
+				}
+			},
 			Noted: func(note string) {
 				if level == archive.AutoLevel && out.delivered.sameHost.Load() && slices.Contains(strings.Fields(note), NoteTar) {
 					// The two share the cores, and the link is memory.
@@ -182,7 +189,7 @@ func (r *reports) latest() compress.Report {
 
 // prepare builds the header and the writer of the archive; delivered tells
 // the writer how much the receiver has written out.
-func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptions, delivered func() compress.Report) (h pipe.Header, write func(ctx context.Context, w io.Writer, level int) error, release func() error, err error) {
+func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptions, delivered func() compress.Report) (h pipe.Header, write func(ctx context.Context, w io.Writer, level int, holdings map[string]archive.Held) error, release func() error, err error) {
 	kind := KindTarZstd
 	if opt.Level == 0 {
 		kind = KindTar
@@ -213,8 +220,8 @@ func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptio
 		}
 		h = pipe.Header{Kind: kind, Names: []string{name}, Size: sp.Size(), Count: 1}
 		total = sp.Size()
-		return h, func(ctx context.Context, w io.Writer, level int) error {
-			wopt.Level = level
+		return h, func(ctx context.Context, w io.Writer, level int, holdings map[string]archive.Held) error {
+			wopt.Level, wopt.Holdings = level, holdings
 			return sp.Write(ctx, w, wopt)
 		}, sp.Close, nil
 	}
@@ -232,8 +239,8 @@ func prepare(ctx context.Context, paths []string, stdin io.Reader, opt SendOptio
 	}
 	h = pipe.Header{Kind: kind, Names: sum.Names, Size: sum.Size, Count: sum.Count, Skipped: skippedCounts(sum.Skipped)}
 	total = sum.Size
-	return h, func(ctx context.Context, w io.Writer, level int) error {
-		wopt.Level = level
+	return h, func(ctx context.Context, w io.Writer, level int, holdings map[string]archive.Held) error {
+		wopt.Level, wopt.Holdings = level, holdings
 		return archive.Write(ctx, w, paths, wopt)
 	}, func() error { return nil }, nil
 }
@@ -363,13 +370,24 @@ type ReceiveOptions struct {
 	NoSync bool
 	// Debugf, if set, is told how long the sync took.
 	Debugf func(format string, args ...any)
+	// NoResume starts afresh: without it, what an unfinished transfer of
+	// the same names into Dir left behind is told to a sender that takes
+	// it, and only the rest is sent.
+	NoResume bool
+	// Resuming, if set, is told before any data how much of the offer's
+	// total is here already from an unfinished transfer, when the sender
+	// resumes.
+	Resuming func(have, total int64)
+	// Kept, if set, is told where the files of a transfer cut short were
+	// kept for a later one to resume, and their size.
+	Kept func(dir string, size int64)
 }
 
 // Receive finds c's sender, asks opt.Confirm, and extracts the stream safely
 // into opt.Dir: under temporary names, moved into place only after the
 // end frame's digest checked out. A failed, truncated or refused transfer
 // leaves nothing under a final name.
-func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOptions) (Result, error) {
+func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOptions) (_ Result, err error) {
 	if opt.Raw != nil {
 		popt := pipe.Options{Accept: confirmer(opt)}
 		if !opt.NoSync {
@@ -383,8 +401,8 @@ func Receive(ctx context.Context, s *session.Session, c code.Code, opt ReceiveOp
 	}
 	r := &receiver{opt: opt, ctx: ctx, extracted: make(chan struct{})}
 	r.pr, r.pw = io.Pipe()
-	defer r.abort()
-	res, err := s.Receive(ctx, c, r.pw, opt.Timeout, pipe.Options{Accept: r.accept, Commit: r.commit, Note: NoteTar})
+	defer func() { r.abort(err) }()
+	res, err := s.Receive(ctx, c, r.pw, opt.Timeout, pipe.Options{Accept: r.accept, Holding: r.holding, Commit: r.commit, Note: NoteTar})
 	if err != nil {
 		r.pw.CloseWithError(err)
 		if xerr := r.extractError(); xerr != nil {
@@ -419,7 +437,8 @@ type receiver struct {
 	extracted chan struct{} // closed when Extract has returned, with xerr
 	xerr      error
 	committed bool
-	size      int64 // of the extracted files, once committed
+	size      int64          // of the extracted files, once committed
+	held      []archive.Held // what an unfinished transfer of the same names left
 }
 
 func (r *receiver) accept(h pipe.Header) error {
@@ -489,6 +508,13 @@ func (r *receiver) accept(h pipe.Header) error {
 	if err := confirmer(r.opt)(h); err != nil {
 		return err
 	}
+	if o.Described() {
+		held, err := x.Stage(!r.opt.NoResume)
+		if err != nil {
+			return err
+		}
+		r.held = held
+	}
 	r.x = x
 	go func() {
 		var sum archive.Summary
@@ -552,13 +578,53 @@ func (r *receiver) extractError() error {
 	return nil
 }
 
-// abort stops the extractor, if it runs, and removes what it wrote.
-func (r *receiver) abort() {
-	if r.x != nil && !r.committed {
-		r.pr.CloseWithError(errors.New("transfer failed"))
-		<-r.extracted // the extractor is not safe for concurrent use
-		r.x.Abort()
+// holding is what the receiver holds of the offer, for the sender.
+func (r *receiver) holding(h pipe.Header) ([]byte, error) {
+	if len(r.held) == 0 {
+		return nil, nil
 	}
+	var have int64
+	for _, f := range r.held {
+		have += f.Size
+	}
+	if r.opt.Resuming != nil {
+		r.opt.Resuming(min(have, max(h.Size, 0)), h.Size)
+	}
+	return marshalHoldings(r.held), nil
+}
+
+// abort stops the extractor, if it runs, after the transfer failed with
+// err: what it wrote is kept for a later transfer to resume when the
+// transfer was cut short (interrupted, the sender gone), else removed.
+func (r *receiver) abort(err error) {
+	if r.x == nil || r.committed {
+		return
+	}
+	r.pr.CloseWithError(errors.New("transfer failed"))
+	<-r.extracted // the extractor is not safe for concurrent use
+	if !cutShort(err) {
+		r.x.Abort()
+		return
+	}
+	if dir, size := r.x.Suspend(); dir != "" && r.opt.Kept != nil {
+		r.opt.Kept(dir, size)
+	}
+}
+
+// cutShort reports whether err stopped a transfer before its end without
+// anything wrong in what came: interrupted, the sender gone or stopped.
+func cutShort(err error) bool {
+	var lost *pipe.LostError
+	var peer *pipe.PeerError
+	var stalled *pipe.StalledError
+	var integrity *pipe.IntegrityError
+	switch {
+	case errors.Is(err, context.Canceled), errors.As(err, &lost), errors.As(err, &peer), errors.As(err, &stalled):
+		return true
+	case errors.As(err, &integrity):
+		return integrity.Err != nil // the stream ended early, rather than a count or digest that differ
+	}
+	return false
 }
 
 func errOr(err, otherwise error) error {
