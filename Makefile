@@ -35,11 +35,11 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s, about 4 minutes i
 		done; \
 	done
 
-bench: build ## measure throughput, rendezvous time, memory, many small files, a long stream, NAT traversal and emulated links (prints figures)
+bench: build ## measure throughput, rendezvous time, memory, many small files, a long stream, NAT traversal, emulated links and resuming (prints figures)
 	PCP_BIN=$(CURDIR)/bin bash bench/bench.sh
 	PCP_BIN=$(CURDIR)/bin bash bench/tree.sh
 	PCP_BIN=$(CURDIR)/bin bash bench/soak.sh
-	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 90m -run '^$$' -bench 'NAT|Link' -benchtime 1x ./tests
+	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 90m -run '^$$' -bench 'NAT|Link|Resume' -benchtime 1x ./tests
 
 bench-link: build ## only the emulated home and WAN links: pcp against a TCP copy (and croc when on PATH)
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 90m -run '^$$' -bench Link -benchtime 1x ./tests

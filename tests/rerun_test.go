@@ -25,7 +25,7 @@ import (
 // resumeTree makes the folder photos in src: a small note, a symlink, a
 // subfolder, and big files of random bytes with several modes, in that
 // order in the stream.
-func resumeTree(t *testing.T, src string, big int) string {
+func resumeTree(t testing.TB, src string, big int) string {
 	t.Helper()
 	tree := filepath.Join(src, "photos")
 	must := func(err error) {
@@ -45,20 +45,20 @@ func resumeTree(t *testing.T, src string, big int) string {
 }
 
 // sendTree starts pcp send of src/photos with code c.
-func sendTree(t *testing.T, src, c string, extra ...string) *proc {
+func sendTree(t testing.TB, src, c string, extra ...string) *proc {
 	sc := command(t, "pcp", append([]string{"send", "-v", "--discovery", "mdns", "--code", c, "photos"}, extra...)...)
 	sc.Dir = src
 	return start(t, sc, nil)
 }
 
 // receiveTree starts pcp receive of code c into out.
-func receiveTree(t *testing.T, out, c string, extra ...string) *proc {
+func receiveTree(t testing.TB, out, c string, extra ...string) *proc {
 	return start(t, command(t, "pcp", append([]string{"receive", "-v", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c}, extra...)...), nil)
 }
 
 // cutAt waits until the receiver has written at least n bytes under out,
 // then stops it with sig, and the sender with it.
-func cutAt(t *testing.T, out string, n int64, recv, send *proc, sig syscall.Signal) {
+func cutAt(t testing.TB, out string, n int64, recv, send *proc, sig syscall.Signal) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for stagedBytes(out) < n {
@@ -75,7 +75,7 @@ func cutAt(t *testing.T, out string, n int64, recv, send *proc, sig syscall.Sign
 
 // onlyStaging fails unless out holds staging folders only: nothing under a
 // final name.
-func onlyStaging(t *testing.T, out string) {
+func onlyStaging(t testing.TB, out string) {
 	t.Helper()
 	entries, _ := os.ReadDir(out)
 	if len(entries) == 0 {
@@ -91,7 +91,7 @@ func onlyStaging(t *testing.T, out string) {
 var wireRE = regexp.MustCompile(`sent ([0-9.]+) (B|KiB|MiB|GiB) \(([0-9.]+) (B|KiB|MiB|GiB) on the wire\)`)
 
 // wireBytes reads the bytes on the wire from pcp send -v's summary.
-func wireBytes(t *testing.T, send *proc) float64 {
+func wireBytes(t testing.TB, send *proc) float64 {
 	t.Helper()
 	m := wireRE.FindStringSubmatch(send.stderr.String())
 	if m == nil {
