@@ -141,7 +141,10 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			if h.Progress && (n-reportedN >= ReportBytes || time.Since(reported) >= ProgressInterval) {
 				reported, reportedN = time.Now(), n
 				if err := c.send(frame.Received, binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
-					return n, fmt.Errorf("report progress: %w", err)
+					// What was written out stays: a new stream goes on after it.
+					if err := rejoin(err, fmt.Errorf("report progress: %w", err)); err != nil {
+						return n, err
+					}
 				}
 			}
 		case frame.End:

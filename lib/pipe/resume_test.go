@@ -187,14 +187,16 @@ func TestResumeAfterABreak(t *testing.T) {
 	}
 }
 
-// ackFails breaks the connection in place of the receiver's first ACK.
-type ackFails struct {
+// breaksOn breaks the connection in place of the receiver's first frame of
+// type typ.
+type breaksOn struct {
 	*net.TCPConn
+	typ  frame.Type
 	done atomic.Bool
 }
 
-func (a *ackFails) Write(b []byte) (int, error) {
-	if len(b) > 0 && frame.Type(b[0]) == frame.Ack && a.done.CompareAndSwap(false, true) {
+func (a *breaksOn) Write(b []byte) (int, error) {
+	if len(b) > 0 && frame.Type(b[0]) == a.typ && a.done.CompareAndSwap(false, true) {
 		a.SetLinger(0)
 		a.Close()
 		return 0, net.ErrClosed
@@ -202,32 +204,38 @@ func (a *ackFails) Write(b []byte) (int, error) {
 	return a.TCPConn.Write(b)
 }
 
-// The ACK is lost with the connection: the receiver, whose data is stored,
-// rejoins; the sender sends END again and gets its ACK; nothing is stored
-// twice.
-func TestResumeWhenTheAckIsLost(t *testing.T) {
+// The connection breaks as the receiver writes a frame: its ACK (the
+// receiver, whose data is stored, rejoins; the sender sends END again and
+// gets its ACK; nothing is stored twice), or its first report of what it
+// wrote out (it rejoins, and the data goes on after what it wrote).
+func TestResumeWhenTheReceiversFrameIsLost(t *testing.T) {
 	netns.Require(t)
-	ctx := testContext(t)
-	a, b := tcpPair(t)
-	r := &rejoiner{t: t}
-	var se, re events
-	var dst bytes.Buffer
-	var commits atomic.Int64
-	data := randomBytes(t, 3<<20)
-	recv := async(func() (int64, error) {
-		return Receive(ctx, &ackFails{TCPConn: b}, &dst, re.options(Options{Timing: testTiming,
-			Commit: func() error { commits.Add(1); return nil }}, r))
-	})
-	n, err := Send(ctx, a, Header{Kind: KindRaw, Size: int64(len(data))}, bytes.NewReader(data), se.options(Options{Timing: testTiming}, r))
-	rr := await(t, recv, "Receive")
-	if err != nil || rr.err != nil {
-		t.Fatalf("Send: %v; Receive: %v", err, rr.err)
-	}
-	if n != int64(len(data)) || !bytes.Equal(dst.Bytes(), data) || commits.Load() != 1 {
-		t.Fatalf("sent %d, received %d bytes (equal: %v), %d commits", n, dst.Len(), bytes.Equal(dst.Bytes(), data), commits.Load())
-	}
-	if _, resumed, at := re.counts(); resumed != 1 || at != int64(len(data)) {
-		t.Fatalf("the receiver resumed %d times, at %d", resumed, at)
+	for _, typ := range []frame.Type{frame.Ack, frame.Received} {
+		t.Run(typ.String(), func(t *testing.T) {
+			ctx := testContext(t)
+			a, b := tcpPair(t)
+			r := &rejoiner{t: t}
+			var se, re events
+			var dst bytes.Buffer
+			var commits atomic.Int64
+			data := randomBytes(t, 3<<20)
+			recv := async(func() (int64, error) {
+				return Receive(ctx, &breaksOn{TCPConn: b, typ: typ}, &dst, re.options(Options{Timing: testTiming,
+					Commit: func() error { commits.Add(1); return nil }}, r))
+			})
+			n, err := Send(ctx, a, Header{Kind: KindRaw, Size: int64(len(data))}, bytes.NewReader(data), se.options(Options{Timing: testTiming}, r))
+			rr := await(t, recv, "Receive")
+			if err != nil || rr.err != nil {
+				t.Fatalf("Send: %v; Receive: %v", err, rr.err)
+			}
+			if n != int64(len(data)) || !bytes.Equal(dst.Bytes(), data) || commits.Load() != 1 {
+				t.Fatalf("sent %d, received %d bytes (equal: %v), %d commits", n, dst.Len(), bytes.Equal(dst.Bytes(), data), commits.Load())
+			}
+			_, resumed, at := re.counts()
+			if resumed != 1 || (typ == frame.Ack) != (at == int64(len(data))) || at == 0 {
+				t.Fatalf("the receiver resumed %d times, at %d of %d", resumed, at, len(data))
+			}
+		})
 	}
 }
 

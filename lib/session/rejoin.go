@@ -2,7 +2,9 @@ package session
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -24,6 +26,18 @@ import (
 // connection broke: the rejoin proof (auth.RejoinFinder), then the pipe
 // goes on (pipe.Options.Reconnect).
 const RejoinProtocol protocol.ID = "/pcp/rejoin/1.0.0"
+
+// NudgeProtocol is the stream a sender opens to its receiver, while it
+// waits for the receiver to rejoin, after it saw their connection break: a
+// break that only one side saw (a reset that reached the sender alone)
+// leaves the receiver waiting for its peer timeout, and then for its
+// connection's retransmission timer. The payload is 8 bytes, big-endian:
+// how many streams the sender has had in the session (1 for the first); a
+// receiver on the same stream drops it and rejoins at once.
+const NudgeProtocol protocol.ID = "/pcp/nudge/1.0.0"
+
+// nudgeEvery is how often a sender nudges its receiver while it waits.
+const nudgeEvery = time.Second
 
 // DefaultRejoinWindow is how long, by default, the two sides of a broken
 // transfer try to reach each other again before they give up.
@@ -49,6 +63,7 @@ func (s *Session) rejoinSender(ctx context.Context, p *rendezvous.Peer, current 
 	var mu sync.Mutex
 	pending := make(chan network.Stream, 1)
 	peers := auth.Peers{Announcer: s.Host.ID(), Finder: p.ID}
+	streams := uint64(1) // the streams of the session so far
 	s.Host.SetStreamHandler(RejoinProtocol, func(st network.Stream) {
 		if st.Conn().RemotePeer() != p.ID || (route.Of(st.Conn()).Kind == route.Relayed && path.Kind != route.Relayed) {
 			st.Reset()
@@ -76,10 +91,18 @@ func (s *Session) rejoinSender(ctx context.Context, p *rendezvous.Peer, current 
 	reconnect = func(ctx context.Context) (pipe.Stream, error) {
 		t := time.NewTimer(window)
 		defer t.Stop()
+		nctx, stopNudging := context.WithCancel(ctx)
+		defer stopNudging()
+		if path.Kind != route.Relayed {
+			mu.Lock()
+			go s.nudge(nctx, p.ID, current, streams)
+			mu.Unlock()
+		}
 		select {
 		case st := <-pending:
 			mu.Lock()
 			current = st
+			streams++
 			mu.Unlock()
 			s.log.Debugf("rejoined by %s %s", node.ShortID(p.ID), route.Of(st.Conn()))
 			return st, nil
@@ -100,14 +123,97 @@ func (s *Session) rejoinSender(ctx context.Context, p *rendezvous.Peer, current 
 	return reconnect, stop
 }
 
+// nudge tells p, about every nudgeEvery until ctx ends, that the sender
+// lost its stream number n (old), unless p rejoined first: old's
+// connection is closed so that each try dials anew.
+func (s *Session) nudge(ctx context.Context, p peer.ID, old pipe.Stream, n uint64) {
+	select {
+	case <-time.After(rejoinPause): // a receiver that saw the break too is quicker
+	case <-ctx.Done():
+		return
+	}
+	if st, ok := old.(network.Stream); ok {
+		st.Conn().Close()
+	}
+	for {
+		next := time.After(nudgeEvery)
+		tctx, cancel := context.WithTimeout(ctx, rejoinAttempt)
+		err := s.nudgeOnce(tctx, p, n)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.log.Debugf("nudge %s: %v", node.ShortID(p), err)
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// nudgeOnce opens one nudge stream to p, directly, and writes n.
+func (s *Session) nudgeOnce(ctx context.Context, p peer.ID, n uint64) error {
+	dctx := network.WithForceDirectDial(ctx, "pcp nudge")
+	if err := node.Connect(dctx, s.Host, peer.AddrInfo{ID: p}); err != nil {
+		return err
+	}
+	st, err := node.NewStream(dctx, s.Host, p, NudgeProtocol)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.Reset() })
+	defer stop()
+	if _, err := st.Write(binary.BigEndian.AppendUint64(nil, n)); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// takeNudges makes the receiver drop its data stream when p says that it
+// lost it: stream returns the current stream and its number in the
+// session. The returned stop ends it.
+func (s *Session) takeNudges(p peer.ID, stream func() (pipe.Stream, uint64)) (stop func()) {
+	s.Host.SetStreamHandler(NudgeProtocol, func(st network.Stream) {
+		defer st.Reset()
+		if st.Conn().RemotePeer() != p {
+			return
+		}
+		st.SetReadDeadline(time.Now().Add(rendezvous.AuthTimeout))
+		var b [8]byte
+		if _, err := io.ReadFull(st, b[:]); err != nil {
+			return
+		}
+		current, n := stream()
+		if binary.BigEndian.Uint64(b[:]) != n {
+			return // about a stream this receiver has already left
+		}
+		s.log.Debugf("%s lost stream %d: rejoining", node.ShortID(p), n)
+		if r, ok := current.(interface{ Reset() error }); ok {
+			r.Reset()
+		}
+	})
+	return func() { s.Host.RemoveStreamHandler(NudgeProtocol) }
+}
+
 // rejoinReceiver returns the receiver's way of reconnecting to p after a
 // break: it drops the dead connection, looks for p's addresses again by
 // the session's discovery methods on c's channel, and tries to reach p
 // every second or so until window has passed, proving on each new stream
 // that it is the peer of the session.
-func (s *Session) rejoinReceiver(p *rendezvous.Peer, c code.Code, path route.Path, window time.Duration) func(context.Context) (pipe.Stream, error) {
+//
+// While the transfer runs, a nudge from p about the current stream drops
+// it (see NudgeProtocol). The returned stop ends that.
+func (s *Session) rejoinReceiver(p *rendezvous.Peer, c code.Code, current pipe.Stream, path route.Path, window time.Duration) (reconnect func(context.Context) (pipe.Stream, error), stop func()) {
 	peers := auth.Peers{Announcer: p.ID, Finder: s.Host.ID()}
-	return func(ctx context.Context) (pipe.Stream, error) {
+	var mu sync.Mutex
+	streams := uint64(1)
+	stop = s.takeNudges(p.ID, func() (pipe.Stream, uint64) {
+		mu.Lock()
+		defer mu.Unlock()
+		return current, streams
+	})
+	reconnect = func(ctx context.Context) (pipe.Stream, error) {
 		ctx, cancel := context.WithTimeout(ctx, window)
 		defer cancel()
 		s.Host.Network().ClosePeer(p.ID) // a new stream must not take the dead connection
@@ -116,6 +222,10 @@ func (s *Session) rejoinReceiver(p *rendezvous.Peer, c code.Code, path route.Pat
 		for {
 			st, err := s.rejoinOnce(ctx, p, peers, path)
 			if err == nil {
+				mu.Lock()
+				current = st
+				streams++
+				mu.Unlock()
 				return st, nil
 			}
 			last = err
@@ -130,6 +240,7 @@ func (s *Session) rejoinReceiver(p *rendezvous.Peer, c code.Code, path route.Pat
 			}
 		}
 	}
+	return reconnect, stop
 }
 
 // rejoinOnce dials p by every address known for it, with no dial backoff

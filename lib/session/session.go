@@ -290,7 +290,9 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 	s.log.Infof("peer %s %s and authenticated; receiving %s", node.ShortID(p.ID), foundHow(p.Source), path)
 	popt := timed(&opt, &res)
 	if s.rejoin > 0 {
-		s.resumable(&popt, s.rejoinReceiver(p, c, path, s.rejoin), "the sender")
+		reconnect, stop := s.rejoinReceiver(p, c, stream, path, s.rejoin)
+		defer stop()
+		s.resumable(&popt, reconnect, "the sender")
 	}
 	n, err := pipe.Receive(ctx, stream, dst, popt)
 	res.Bytes = n
