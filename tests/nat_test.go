@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -405,4 +406,34 @@ func parseDuration(t testing.TB, re *regexp.Regexp, p *proc) time.Duration {
 		t.Fatalf("%s: %v", p.name, err)
 	}
 	return d
+}
+
+// A relay that restarts (same key, same address) in the middle of a
+// transfer that goes through it with consent: both sides reconnect through
+// it once it is back, and the data arrives whole.
+func TestResumeThroughARestartedRelay(t *testing.T) {
+	identity := filepath.Join(t.TempDir(), "relay.key")
+	relayArgs := append([]string{"--identity", identity}, relayless...)
+	n := newInternet(t, nil, relayArgs)
+	h1, h2 := n.home(1, true), n.home(2, true)
+	const size = 12 << 20
+	send, recv := n.pipeFrom(h1, h2, newPacedReader(t.Context(), 11, size, 1<<20), "--relay", n.addrs[1], "--allow-relay")
+	recv.waitStdout(1<<20, 60*time.Second)
+	n.nodes[1].cmd.Process.Kill()
+	n.nodes[1].wait(5 * time.Second)
+	time.Sleep(2 * time.Second)
+	restarted, addr := startNode(t, n.ns.Command(binary(t, "pcp"), append([]string{"node", "--listen", "/ip4/11.0.0.2/tcp/4001,/ip4/11.0.0.2/udp/4001/quic-v1", "--bootstrap", n.addrs[0]}, relayArgs...)...))
+	if addr != n.addrs[1] {
+		t.Fatalf("the relay came back as %s, not %s\nstderr:\n%s", addr, n.addrs[1], restarted.stderr.String())
+	}
+	recv.expectExit(150*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	showStatus(t, send, recv)
+	if got := recv.stdout.Bytes(); len(got) != size || sha256.Sum256(got) != seededSum(11, size) {
+		t.Fatalf("received %d bytes that differ from the %d sent", len(got), size)
+	}
+	if !resumedLine.MatchString(recv.stderr.String()) {
+		t.Fatalf("the receiver did not resume:\n%s", recv.stderr.String())
+	}
+	t.Logf("receiver: %s", resumedLine.FindString(recv.stderr.String()))
 }
