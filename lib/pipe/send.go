@@ -171,15 +171,18 @@ type sender struct {
 	n        int64         // bytes read from the input (and sent at least once)
 	end      []byte        // the END payload, once the input ended
 
-	held []held        // data sent and not yet reported written out, in order
-	free chan<- []byte // where released buffers go back to the reader
+	held []held       // data sent and not yet reported written out, in order
+	free chan<- *slab // where buffers go back to the reader
+	out  int          // buffers the reader has handed out and not got back
 }
 
-// held is a chunk buffer kept for a resend: n bytes of data at offset off.
+// held is a chunk kept for a resend: n bytes of data at offset off, in
+// buf after frame.HeaderSize bytes of room, in the buffer slab.
 type held struct {
-	off int64
-	buf []byte
-	n   int
+	off  int64
+	buf  []byte
+	n    int
+	slab *slab
 }
 
 // use makes c the current stream, with its heartbeat running.
@@ -203,7 +206,7 @@ func (s *sender) run(src io.Reader) (int64, error) {
 	var stalled <-chan time.Time // while every buffer is held: how long the receiver may take to report
 	for {
 		switch {
-		case len(s.held) < HeldLimit:
+		case s.out < HeldLimit:
 			stalled = nil
 		case stalled == nil:
 			stalled = time.After(s.c.timing.Stall)
@@ -228,12 +231,13 @@ func (s *sender) run(src io.Reader) (int64, error) {
 				ackWait = time.After(s.c.timing.Stall)
 			}
 		case ch := <-chunks:
+			s.took(ch)
 			if ch.n > 0 {
 				data := ch.buf[frame.HeaderSize : frame.HeaderSize+ch.n]
 				digest.Write(data)
 				frame.PutHeader(ch.buf, frame.Data, ch.n)
 				if s.opt.Reconnect != nil {
-					s.held = append(s.held, held{off: s.n, buf: ch.buf, n: ch.n})
+					s.held = append(s.held, held{off: s.n, buf: ch.buf, n: ch.n, slab: ch.slab})
 				}
 				s.sent.Add(int64(ch.n))
 				s.n += int64(ch.n)
@@ -249,7 +253,7 @@ func (s *sender) run(src io.Reader) (int64, error) {
 				}
 			}
 			if s.opt.Reconnect == nil || ch.n == 0 {
-				free <- ch.buf
+				s.giveBack(ch.slab)
 			}
 			if ch.err != nil && ch.err != io.EOF {
 				return s.n, fmt.Errorf("read input: %w", ch.err)
@@ -367,7 +371,7 @@ func (s *sender) release() {
 	upTo := s.reported.Load()
 	i := 0
 	for ; i < len(s.held) && s.held[i].off+int64(s.held[i].n) <= upTo; i++ {
-		s.free <- s.held[i].buf
+		s.giveBack(s.held[i].slab)
 	}
 	s.held = s.held[i:]
 }
@@ -507,10 +511,52 @@ func writeError(ctx context.Context, err error, peer *reader, stall time.Duratio
 	return fmt.Errorf("send data: %w", err)
 }
 
+// chunk is one read of the input.
 type chunk struct {
-	buf []byte // frame.HeaderSize bytes of room, then n bytes of data
-	n   int
-	err error
+	buf  []byte // frame.HeaderSize bytes of room, then n bytes of data, in slab
+	n    int
+	err  error
+	slab *slab
+	last bool // the reader puts no more chunks in slab
+}
+
+// slab is a buffer of frame.HeaderSize+ChunkSize bytes that the reader
+// fills with one chunk after another, each with its own room for a frame
+// header, until too little room is left: an input that gives less than a
+// whole chunk at a time (a pipe gives 64 KiB) does not take a buffer for
+// each read, which matters for the data a sender holds for a resend.
+type slab struct {
+	buf     []byte
+	pending int  // the slab's chunks not given back yet (sender's goroutine only)
+	full    bool // the reader puts no more chunks in it
+	counted bool // counted in sender.out
+}
+
+// minRoom is the least room a slab must have left for the next read to go
+// into it rather than into another slab.
+const minRoom = 16 << 10
+
+// took counts ch against its slab.
+func (s *sender) took(ch chunk) {
+	if !ch.slab.counted {
+		ch.slab.counted = true
+		s.out++
+	}
+	ch.slab.pending++
+	if ch.last {
+		ch.slab.full = true
+	}
+}
+
+// giveBack gives back one chunk of sl: the reader gets sl again once it
+// is full and all its chunks are given back.
+func (s *sender) giveBack(sl *slab) {
+	sl.pending--
+	if sl.full && sl.pending == 0 {
+		sl.full, sl.counted = false, false
+		s.out--
+		s.free <- sl
+	}
 }
 
 // firstChunk is the most the first DATA frame carries; each next one may
@@ -520,35 +566,47 @@ type chunk struct {
 // is whole.
 const firstChunk = 16 << 10
 
-// readChunks reads src in a goroutine, into at most buffers buffers that
+// readChunks reads src in a goroutine, into at most buffers slabs that
 // the caller hands back through free, so that reading the input and
-// writing the stream overlap. A buffer is made only when none is free.
-func readChunks(ctx context.Context, src io.Reader, buffers int) (<-chan chunk, chan<- []byte) {
+// writing the stream overlap. A slab is made only when none is free.
+func readChunks(ctx context.Context, src io.Reader, buffers int) (<-chan chunk, chan<- *slab) {
 	chunks := make(chan chunk)
-	free := make(chan []byte, buffers)
+	free := make(chan *slab, buffers)
 	go func() {
 		limit := firstChunk
 		made := 0
+		var cur *slab // the slab being filled
+		off := 0      // where its next chunk starts
 		for {
-			var buf []byte
-			select {
-			case buf = <-free:
-			default:
-				if made < buffers {
-					buf = make([]byte, frame.HeaderSize+ChunkSize)
-					made++
-					break
-				}
+			if cur == nil {
 				select {
-				case buf = <-free:
-				case <-ctx.Done():
-					return
+				case cur = <-free:
+				default:
+					if made < buffers {
+						cur = &slab{buf: make([]byte, frame.HeaderSize+ChunkSize)}
+						made++
+						break
+					}
+					select {
+					case cur = <-free:
+					case <-ctx.Done():
+						return
+					}
 				}
+				off = 0
 			}
-			n, err := src.Read(buf[frame.HeaderSize : frame.HeaderSize+limit])
+			room := len(cur.buf) - off - frame.HeaderSize
+			n, err := src.Read(cur.buf[off+frame.HeaderSize : off+frame.HeaderSize+min(limit, room)])
 			limit = min(2*limit, ChunkSize)
+			ch := chunk{buf: cur.buf[off : off+frame.HeaderSize+n], n: n, err: err, slab: cur}
+			if n > 0 {
+				off += frame.HeaderSize + n
+			}
+			if err != nil || len(cur.buf)-off-frame.HeaderSize < minRoom {
+				ch.last, cur = true, nil
+			}
 			select {
-			case chunks <- chunk{buf: buf, n: n, err: err}:
+			case chunks <- ch:
 			case <-ctx.Done():
 				return
 			}
