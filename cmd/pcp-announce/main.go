@@ -9,20 +9,31 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/rendezvous"
 )
 
 func main() { os.Exit(cli.Main("pcp-announce", os.Args[1:], os.Stderr, run)) }
 
-func run(ctx context.Context, args []string) error {
-	var f cli.Flags
-	var keep bool
+// flags are pcp-announce's flags, set into f and keep.
+func flags(f *cli.Flags, keep *bool) *pflag.FlagSet {
 	fs := cli.NewFlagSet("pcp-announce", "pcp-announce [OPTIONS] [CODE]", os.Stdout)
 	f.AddCode(fs, true)
 	f.AddWords(fs)
-	fs.BoolVar(&keep, "keep", false, "keep answering peers after the first, until --timeout or interrupted")
+	fs.BoolVar(keep, "keep", false, "keep answering peers after the first, until --timeout or interrupted")
 	f.AddNetwork(fs, 0)
+	return fs
+}
+
+func run(ctx context.Context, args []string) error {
+	var f cli.Flags
+	var keep bool
+	fs := flags(&f, &keep)
+	if cli.IsCompletion(args) {
+		return cli.Complete(cli.Command{Name: "pcp-announce", Flags: fs}, args, os.Stdout)
+	}
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/pcp-dev/pcp/lib/cli"
 	"github.com/pcp-dev/pcp/lib/discovery"
 )
@@ -26,14 +28,23 @@ type record struct {
 
 func main() { os.Exit(cli.Main("pcp-find", os.Args[1:], os.Stderr, run)) }
 
+// flags are pcp-find's flags, set into f, asJSON and unverified.
+func flags(f *cli.Flags, asJSON, unverified *bool) *pflag.FlagSet {
+	fs := cli.NewFlagSet("pcp-find", "pcp-find [OPTIONS] CODE", os.Stdout)
+	f.AddCode(fs, true)
+	fs.BoolVar(asJSON, "json", false, "print JSON lines: peer, addrs, source, rtt_ms, verified")
+	fs.BoolVar(unverified, "unverified", false, "list every discovery candidate until --timeout, without authenticating (a diagnostic)")
+	f.AddNetwork(fs, 10*time.Minute)
+	return fs
+}
+
 func run(ctx context.Context, args []string) error {
 	var f cli.Flags
 	var asJSON, unverified bool
-	fs := cli.NewFlagSet("pcp-find", "pcp-find [OPTIONS] CODE", os.Stdout)
-	f.AddCode(fs, true)
-	fs.BoolVar(&asJSON, "json", false, "print JSON lines: peer, addrs, source, rtt_ms, verified")
-	fs.BoolVar(&unverified, "unverified", false, "list every discovery candidate until --timeout, without authenticating (a diagnostic)")
-	f.AddNetwork(fs, 10*time.Minute)
+	fs := flags(&f, &asJSON, &unverified)
+	if cli.IsCompletion(args) {
+		return cli.Complete(cli.Command{Name: "pcp-find", Flags: fs}, args, os.Stdout)
+	}
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}

@@ -12,11 +12,14 @@ import (
 	"github.com/pcp-dev/pcp/lib/files"
 )
 
+// configFlags are pcp config's flags: only --version.
+func configFlags() *pflag.FlagSet { return cli.NewFlagSet("config", "pcp config", os.Stdout) }
+
 // showConfig prints, for each setting a config file may hold, the value
 // pcp send and pcp receive would take and where it comes from.
 func showConfig(args []string) error {
 	var f cli.Flags
-	fs := cli.NewFlagSet("config", "pcp config", os.Stdout)
+	fs := configFlags()
 	if err := f.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ func sendFlags(f *cli.Flags, opt *files.SendOptions, level *string) *pflag.FlagS
 	f.AddWords(fs)
 	fs.StringVar(level, "compress", "auto", "zstd level: auto (what suits the link), 1 (fastest) to 4 (smallest), or 0 for plain tar")
 	cli.Configurable(fs, "compress")
+	cli.Values(fs, "compress", "auto", "0", "1", "2", "3", "4")
 	fs.StringVar(&opt.Name, "name", "", "the name of the data read from stdin (the path -)")
 	fs.StringArrayVar(&opt.Selection.Exclude, "exclude", nil, "leave out what inside the folders matches `PATTERN` (a shell glob on the name or the path from the folder's name, e.g. '*.o' or proj/.venv; repeatable)")
 	fs.BoolVarP(&opt.Selection.Dereference, "dereference", "L", false, "send what symlinks point to instead of the links")

@@ -99,6 +99,7 @@ func (f *Flags) AddCode(fs *pflag.FlagSet, argument bool) {
 	fs.StringVar(&f.Code, "code", "", usage)
 	withEnv(fs, "code", "PCP_CODE")
 	fs.StringVar(&f.CodeFile, "code-file", "", "read the code from the first line of `FILE`")
+	FileValue(fs, "code-file")
 }
 
 // AddWords registers --words, for a command that generates codes.
@@ -117,12 +118,14 @@ func (f *Flags) AddPeer(fs *pflag.FlagSet) {
 func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 	fs.StringVar(&f.Discovery, "discovery", "mdns,dht", "how to find the peer: mdns, dht or mdns,dht")
 	withEnv(fs, "discovery", "PCP_DISCOVERY")
+	Values(fs, "discovery", "mdns,dht", "mdns", "dht")
 	fs.StringSliceVar(&f.Bootstrap, "bootstrap", nil, "DHT bootstrap peers, comma-separated full multiaddrs (default: the public IPFS bootstrap peers)")
 	withEnv(fs, "bootstrap", "PCP_BOOTSTRAP")
 	fs.DurationVar(&f.Timeout, "timeout", defaultTimeout, "give up when no peer is found within this `duration` (e.g. 30s, 5m; 0: wait forever)")
 	withEnv(fs, "timeout", "PCP_TIMEOUT")
 	fs.StringSliceVar(&f.Listen, "listen", nil, "listen on these multiaddrs, comma-separated (default: all interfaces, random ports, TCP and QUIC)")
 	fs.StringVar(&f.Identity, "identity", "", "keep the peer's key in `FILE` (created if missing) for a stable peer ID")
+	FileValue(fs, "identity")
 	fs.StringSliceVar(&f.Relays, "relay", nil, "behind a NAT, be reachable through this relay (full multiaddr) instead of relays found in the DHT; repeatable")
 	withEnv(fs, "relay", "PCP_RELAY")
 	Configurable(fs, "discovery", "bootstrap", "timeout", "relay")
