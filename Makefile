@@ -4,7 +4,7 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 GO ?= go
 
-.PHONY: all build test check cross fuzz bench bench-link bench-tree soak install uninstall clean help
+.PHONY: all build test check cross fuzz bench bench-link bench-tree soak dist install uninstall clean help
 
 all: build ## build the commands into bin/ (the default)
 
@@ -21,6 +21,7 @@ cross: ## cross-compile everything for macOS and Windows
 	GOOS=windows GOARCH=amd64 $(GO) build ./...
 
 test: build check ## run every test; network tests run in private network namespaces
+	$(GO) mod download # the tests run without a network: make dist's test needs nfpm's modules
 	PCP_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 15m ./...
 
 # Every fuzz target for FUZZTIME each (7 targets: about 4 minutes at 30s).
@@ -50,6 +51,9 @@ bench-tree: build ## only the tree of 100,000 small files: pcp against tar c | t
 soak: build ## only a 20 GiB stream through pcp-pipe: both sides' memory, goroutines and open files every second
 	PCP_BIN=$(CURDIR)/bin bash bench/soak.sh
 
+dist: ## release archives (commands, man pages, completions, README, LICENSE), .deb and .rpm, SHA256SUMS in DIST (dist/) for PLATFORMS
+	GO=$(GO) bash packaging/dist.sh
+
 install: build ## install the commands and man pages under PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
 	install -m 755 bin/* $(DESTDIR)$(BINDIR)/
@@ -61,8 +65,8 @@ uninstall: ## remove what install installed
 	cd $(DESTDIR)$(MANDIR)/man1 && rm -f $(notdir $(wildcard man/*.1))
 	cd $(DESTDIR)$(MANDIR)/man7 && rm -f $(notdir $(wildcard man/*.7))
 
-clean: ## remove bin/
-	rm -rf bin
+clean: ## remove bin/ and dist/
+	rm -rf bin dist
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
