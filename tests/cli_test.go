@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,61 @@ func TestConfigCommand(t *testing.T) {
 	} {
 		if !strings.Contains(string(out), want+"\n") {
 			t.Errorf("pcp config does not say %q:\n%s", want, out)
+		}
+	}
+}
+
+// flagRE finds a flag's name at the start of a line of --help.
+var flagRE = regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z][a-z0-9-]*)`)
+
+// manFlagRE finds a flag's name in the first line of a .TP item of a man
+// page's OPTIONS.
+var manFlagRE = regexp.MustCompile(`\\-\\-([a-z][a-z0-9\\-]*)`)
+
+// Every flag of every command is documented in its man page's OPTIONS, and
+// every option documented there is a flag of the command.
+func TestEveryFlagIsDocumented(t *testing.T) {
+	for page, commands := range map[string][][]string{
+		"pcp.1":          {{"pcp", "send"}, {"pcp", "receive"}, {"pcp", "node"}, {"pcp", "config"}},
+		"pcp-pipe.1":     {{"pcp-pipe", "send"}, {"pcp-pipe", "recv"}},
+		"pcp-find.1":     {{"pcp-find"}},
+		"pcp-announce.1": {{"pcp-announce"}},
+	} {
+		flags := map[string]bool{"help": true} // pflag's own
+		for _, c := range commands {
+			out, err := exec.Command(binary(t, c[0]), append(c[1:], "--help")...).Output()
+			if err != nil {
+				t.Fatalf("%v --help: %v", c, err)
+			}
+			for _, m := range flagRE.FindAllStringSubmatch(string(out), -1) {
+				flags[m[1]] = true
+			}
+		}
+		src, err := os.ReadFile(filepath.Join("..", "man", page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, options, _ := strings.Cut(string(src), "\n.SH OPTIONS\n")
+		options, _, _ = strings.Cut(options, "\n.SH ")
+		documented := map[string]bool{}
+		lines := strings.Split(options, "\n")
+		for i := 1; i < len(lines); i++ {
+			if lines[i-1] != ".TP" {
+				continue
+			}
+			for _, m := range manFlagRE.FindAllStringSubmatch(lines[i], -1) {
+				documented[strings.ReplaceAll(m[1], `\-`, "-")] = true
+			}
+		}
+		for f := range flags {
+			if !documented[f] {
+				t.Errorf("%s: --%s is a flag but not in OPTIONS", page, f)
+			}
+		}
+		for f := range documented {
+			if !flags[f] {
+				t.Errorf("%s: OPTIONS documents --%s, which no command of it has", page, f)
+			}
 		}
 	}
 }
