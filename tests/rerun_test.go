@@ -194,7 +194,7 @@ func TestHostileSenderCannotResumeOutside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x.Stage(true)
+	x.Stage(context.Background(), true)
 	x.Extract(context.Background(), bytes.NewReader(cut.Bytes()))
 	staging, _ := x.Suspend()
 	if staging == "" {

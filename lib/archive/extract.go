@@ -267,8 +267,15 @@ func (e *Extractor) Extract(ctx context.Context, r io.Reader) (Summary, error) {
 
 // contentDir is where the archive is extracted, inside the staging
 // directory; asideDir receives replaced entries during Commit.
-func (e *Extractor) contentDir() string { return filepath.Join(e.staging, "x") }
-func (e *Extractor) asideDir() string   { return filepath.Join(e.staging, "o") }
+func (e *Extractor) contentDir() string { return filepath.Join(e.staging, contentName) }
+func (e *Extractor) asideDir() string   { return filepath.Join(e.staging, asideName) }
+
+// The folders of a staging directory: the content, and (during a Commit
+// with Overwrite) the entries replaced.
+const (
+	contentName = "x"
+	asideName   = "o"
+)
 
 func (e *Extractor) extract(ctx context.Context, r io.Reader) (Summary, error) {
 	content := e.contentDir()

@@ -75,7 +75,8 @@ type manifest struct {
 // same top-level names (ExtractOptions.Names, which must be set):
 //   - it removes the staging directories in the destination that no
 //     running extraction holds and that were last used more than StaleAfter
-//     ago, and, unless resume is set, the earlier ones of the same names;
+//     ago, and, unless resume is set, the earlier ones of the same names
+//     (never one whose Commit was cut short while it held replaced entries);
 //   - with resume it takes up the newest earlier staging directory of the
 //     same names that no extraction holds, and returns the regular files it
 //     holds, for the sender to keep (WriteOptions.Holdings); else it creates
@@ -85,7 +86,9 @@ type manifest struct {
 // allows) until Commit, Abort or Suspend, and a failed Extract leaves it in
 // place for the caller to Abort or Suspend. Without Stage, Extract creates
 // a staging directory that nothing resumes.
-func (e *Extractor) Stage(resume bool) ([]Held, error) {
+//
+// Listing hashes every held file: ctx stops it.
+func (e *Extractor) Stage(ctx context.Context, resume bool) ([]Held, error) {
 	if e.state != stateNew || e.staging != "" {
 		return nil, errors.New("stage: this extractor was already used")
 	}
@@ -94,12 +97,14 @@ func (e *Extractor) Stage(resume bool) ([]Held, error) {
 	}
 	found, lock := e.sweep(resume)
 	if found != "" {
-		held, err := e.takeUp(found, lock)
+		held, err := e.takeUp(ctx, found, lock)
 		if err == nil {
 			return held, nil
 		}
-		lock.Close()
-		removeAll(found) // not resumable after all: start afresh
+		lock.Close() // left as it is: not resumable after all, or for the next try
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 	}
 	staging, err := os.MkdirTemp(e.dir, stagingPrefix)
 	if err != nil {
@@ -141,6 +146,9 @@ func (e *Extractor) sweep(resume bool) (found string, lock *os.File) {
 			continue
 		}
 		dir := filepath.Join(e.dir, d.Name())
+		if _, err := os.Lstat(filepath.Join(dir, asideName)); err == nil {
+			continue // a commit cut short: what it replaced is there, for the user
+		}
 		names, used, f, ok := readManifest(dir)
 		if !ok {
 			continue // in use, or not a staging directory of ours
@@ -215,16 +223,13 @@ func sameNames(a, b []string) bool {
 
 // takeUp makes the staging directory dir, held by lock, this extractor's:
 // the files of its earlier runs go to prevDir, and are listed.
-func (e *Extractor) takeUp(dir string, lock *os.File) ([]Held, error) {
+func (e *Extractor) takeUp(ctx context.Context, dir string, lock *os.File) ([]Held, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	if _, err := root.Lstat("o"); err == nil {
-		return nil, errors.New("a commit was cut short here")
-	}
-	content := "x"
+	content := contentName
 	if _, err := root.Lstat(content); err == nil {
 		if _, err := root.Lstat(prevDir); err == nil {
 			// A resumed run was cut short too: what it wrote is newer.
@@ -239,7 +244,7 @@ func (e *Extractor) takeUp(dir string, lock *os.File) ([]Held, error) {
 	now := time.Now()
 	os.Chtimes(filepath.Join(dir, manifestName), now, now)
 	e.staging, e.lock = dir, lock
-	held, err := holdings(root, prevDir)
+	held, err := holdings(ctx, root, prevDir)
 	if err != nil {
 		e.staging, e.lock = "", nil
 		return nil, err
@@ -269,7 +274,7 @@ func mergeInto(root *os.Root, from, to string) {
 
 // holdings lists the non-empty regular files under dir in root, with their
 // SHA-256, up to maxHeld files and maxHeldNames bytes of names.
-func holdings(root *os.Root, dir string) ([]Held, error) {
+func holdings(ctx context.Context, root *os.Root, dir string) ([]Held, error) {
 	var held []Held
 	names := 0
 	buf := make([]byte, copyBufSize)
@@ -286,7 +291,10 @@ func holdings(root *os.Root, dir string) ([]Held, error) {
 		if len(held) >= maxHeld || names+len(p) > maxHeldNames {
 			return fs.SkipAll
 		}
-		h, err := hashFile(root, p, buf)
+		h, err := hashFile(ctx, root, p, buf)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil || h.Size == 0 {
 			return nil
 		}
@@ -299,7 +307,7 @@ func holdings(root *os.Root, dir string) ([]Held, error) {
 }
 
 // hashFile reads the regular file p of root to its end.
-func hashFile(root *os.Root, p string, buf []byte) (Held, error) {
+func hashFile(ctx context.Context, root *os.Root, p string, buf []byte) (Held, error) {
 	f, err := root.OpenFile(filepath.FromSlash(p), os.O_RDONLY|oNoFollow, 0)
 	if err != nil {
 		return Held{}, err
@@ -309,7 +317,7 @@ func hashFile(root *os.Root, p string, buf []byte) (Held, error) {
 		return Held{}, errors.New("not a regular file")
 	}
 	sum := sha256.New()
-	n, err := io.CopyBuffer(sum, f, buf)
+	n, err := io.CopyBuffer(sum, ctxReader{ctx, f}, buf)
 	if err != nil {
 		return Held{}, err
 	}
@@ -425,7 +433,7 @@ func (x *extraction) keep(f outFile, key string, n int64) (outFile, error) {
 		return nil, err
 	}
 	rel := filepath.FromSlash(key)
-	if err := x.staging.Rename(filepath.Join(prevDir, rel), filepath.Join("x", rel)); err != nil {
+	if err := x.staging.Rename(filepath.Join(prevDir, rel), filepath.Join(contentName, rel)); err != nil {
 		return nil, err
 	}
 	return x.folders.reopen(key, mode, n)

@@ -23,7 +23,7 @@ func cutShort(t *testing.T, out string, names []string, data []byte, n int) (sta
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := x.Stage(true); err != nil {
+	if _, err := x.Stage(context.Background(), true); err != nil {
 		t.Fatalf("Stage: %v", err)
 	}
 	if _, err := x.Extract(context.Background(), bytes.NewReader(data[:n])); err == nil {
@@ -72,7 +72,7 @@ func TestResumeExtraction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Abort()
-	held, err := x.Stage(true)
+	held, err := x.Stage(context.Background(), true)
 	if err != nil {
 		t.Fatalf("Stage: %v", err)
 	}
@@ -118,7 +118,7 @@ func TestStageChoosesItsStaging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		held, err := x.Stage(resume)
+		held, err := x.Stage(context.Background(), resume)
 		if err != nil {
 			t.Fatalf("Stage: %v", err)
 		}
@@ -198,7 +198,7 @@ func TestHostileResumeRecords(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer x.Abort()
-			held, err := x.Stage(true)
+			held, err := x.Stage(context.Background(), true)
 			if err != nil || len(held) != 1 || held[0].Path != "d/held" {
 				t.Fatalf("Stage = %v, %v; want d/held only", held, err)
 			}

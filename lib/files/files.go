@@ -509,7 +509,7 @@ func (r *receiver) accept(h pipe.Header) error {
 		return err
 	}
 	if o.Described() {
-		held, err := x.Stage(!r.opt.NoResume)
+		held, err := x.Stage(r.ctx, !r.opt.NoResume)
 		if err != nil {
 			return err
 		}
