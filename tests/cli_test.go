@@ -181,7 +181,7 @@ var manFlagRE = regexp.MustCompile(`\\-\\-([a-z][a-z0-9\\-]*)`)
 // every option documented there is a flag of the command.
 func TestEveryFlagIsDocumented(t *testing.T) {
 	for page, commands := range map[string][][]string{
-		"pcp.1":          {{"pcp", "send"}, {"pcp", "receive"}, {"pcp", "node"}, {"pcp", "config"}},
+		"pcp.1":          {{"pcp", "send"}, {"pcp", "receive"}, {"pcp", "node"}, {"pcp", "config"}, {"pcp", "doctor"}},
 		"pcp-pipe.1":     {{"pcp-pipe", "send"}, {"pcp-pipe", "recv"}},
 		"pcp-find.1":     {{"pcp-find"}},
 		"pcp-announce.1": {{"pcp-announce"}},

@@ -16,6 +16,7 @@ const usage = `Usage: pcp send [OPTIONS] PATH...   send files and folders (- for
        pcp receive [OPTIONS] CODE    receive them into the current folder (or --output)
        pcp node [OPTIONS]            run a DHT server; prints its multiaddrs on stdout
        pcp config                    show the settings send and receive take, and where from
+       pcp doctor [OPTIONS]          tell how peers elsewhere will reach this machine
        pcp completion bash|zsh|fish  print the shell's completion script
 Run "pcp COMMAND --help" for the options.`
 
@@ -37,6 +38,8 @@ func run(ctx context.Context, args []string) error {
 		return serveNode(ctx, args[1:])
 	case "config":
 		return showConfig(args[1:])
+	case "doctor":
+		return diagnose(ctx, args[1:])
 	case "--version":
 		fmt.Println(cli.Version("pcp"))
 		return nil

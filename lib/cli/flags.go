@@ -113,14 +113,19 @@ func (f *Flags) AddPeer(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.Peers, "peer", nil, "dial this full multiaddr (/ip4/…/tcp/…/p2p/ID) instead of discovering the peer; repeatable")
 }
 
+// AddBootstrap registers --bootstrap (PCP_BOOTSTRAP).
+func (f *Flags) AddBootstrap(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&f.Bootstrap, "bootstrap", nil, "DHT bootstrap peers, comma-separated full multiaddrs (default: the public IPFS bootstrap peers)")
+	withEnv(fs, "bootstrap", "PCP_BOOTSTRAP")
+}
+
 // AddNetwork registers the discovery, network and verbosity flags, with
 // defaultTimeout for --timeout (0: no limit).
 func (f *Flags) AddNetwork(fs *pflag.FlagSet, defaultTimeout time.Duration) {
 	fs.StringVar(&f.Discovery, "discovery", "mdns,dht", "how to find the peer: mdns, dht or mdns,dht")
 	withEnv(fs, "discovery", "PCP_DISCOVERY")
 	Values(fs, "discovery", "mdns,dht", "mdns", "dht")
-	fs.StringSliceVar(&f.Bootstrap, "bootstrap", nil, "DHT bootstrap peers, comma-separated full multiaddrs (default: the public IPFS bootstrap peers)")
-	withEnv(fs, "bootstrap", "PCP_BOOTSTRAP")
+	f.AddBootstrap(fs)
 	fs.DurationVar(&f.Timeout, "timeout", defaultTimeout, "give up when no peer is found within this `duration` (e.g. 30s, 5m; 0: wait forever)")
 	withEnv(fs, "timeout", "PCP_TIMEOUT")
 	fs.StringSliceVar(&f.Listen, "listen", nil, "listen on these multiaddrs, comma-separated (default: all interfaces, random ports, TCP and QUIC)")
