@@ -348,6 +348,8 @@ func (e *Extractor) Suspend() (dir string, size int64) {
 		return "", 0
 	}
 	dir = e.staging
+	now := time.Now()
+	os.Chtimes(filepath.Join(dir, manifestName), now, now) // its last use, for StaleAfter
 	e.staging = ""
 	e.unlock()
 	return dir, size
