@@ -304,22 +304,8 @@ func TestArchiveMustMatchTheOffer(t *testing.T) {
 	tw.WriteHeader(&tar.Header{Name: ".bashrc", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4})
 	tw.Write([]byte("evil"))
 	tw.Close()
-	c, err := code.Parse(newCode(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := session.Start(t.Context(), session.Config{MDNS: true, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	sent := make(chan error, 1)
-	go func() {
-		offer := pipe.Header{Kind: files.KindTar, Names: []string{"photos"}, Size: 4, Count: 1}
-		_, err := s.Send(t.Context(), c, offer, bytes.NewReader(archive.Bytes()), 20*time.Second, session.SendOptions{})
-		sent <- err
-	}()
-	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c.String()), nil)
+	c, sent := craftedSender(t, pipe.Header{Kind: files.KindTar, Names: []string{"photos"}, Size: 4, Count: 1}, archive.Bytes(), pipe.Options{})
+	recv := start(t, command(t, "pcp", "receive", "--discovery", "mdns", "--yes", "--output", out, "--timeout", "20s", c), nil)
 	if status := recv.wait(30 * time.Second); status == 0 {
 		t.Fatal("an archive that differs from the offer was accepted")
 	}
@@ -332,6 +318,28 @@ func TestArchiveMustMatchTheOffer(t *testing.T) {
 	if entries, _ := os.ReadDir(out); len(entries) != 0 {
 		t.Fatalf("the refused transfer left %v", entries)
 	}
+}
+
+// craftedSender sends archive under offer from the library, as no pcp
+// send would (a lying or hostile sender), announcing over mDNS with opt; it
+// returns the code and what Send returns.
+func craftedSender(t *testing.T, offer pipe.Header, archive []byte, opt pipe.Options) (string, <-chan error) {
+	t.Helper()
+	c, err := code.Parse(newCode(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.Start(t.Context(), session.Config{MDNS: true, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	sent := make(chan error, 1)
+	go func() {
+		_, err := s.Send(t.Context(), c, offer, bytes.NewReader(archive), 20*time.Second, session.SendOptions{Options: opt})
+		sent <- err
+	}()
+	return c.String(), sent
 }
 
 func TestCompressLevelIsChecked(t *testing.T) {
@@ -360,9 +368,7 @@ func TestAutoCompressesOnlyAcrossMachines(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "notes.txt"), text.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := netns.New(t, "auto-a")
-	b := netns.New(t, "auto-b")
-	netns.Link(t, a, "eth0", "10.78.0.1/24", b, "eth0", "10.78.0.2/24")
+	a, b := lan(t, "auto", "10.78.0")
 	for _, c := range []struct {
 		name       string
 		recv       *netns.Namespace

@@ -51,6 +51,15 @@ func binary(t testing.TB, name string) string {
 	return filepath.Join(dir, name)
 }
 
+// lan makes two namespaces joined by a veth pair, name-a at SUBNET.1 and
+// name-b at SUBNET.2 (a /24), each on its eth0: two machines on a LAN.
+func lan(t testing.TB, name, subnet string) (a, b *netns.Namespace) {
+	t.Helper()
+	a, b = netns.New(t, name+"-a"), netns.New(t, name+"-b")
+	netns.Link(t, a, "eth0", subnet+".1/24", b, "eth0", subnet+".2/24")
+	return a, b
+}
+
 // newCode returns a fresh random code, so that tests never share a channel
 // by accident more often than chance allows.
 func newCode(t testing.TB) string {

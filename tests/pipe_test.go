@@ -50,9 +50,7 @@ func TestTransferThroughPrivateDHT(t *testing.T) {
 // with nothing but multicast DNS to find each other.
 func TestTransferOverMDNSBetweenNamespaces(t *testing.T) {
 	netns.Require(t)
-	a := netns.New(t, "lan-a")
-	b := netns.New(t, "lan-b")
-	netns.Link(t, a, "eth0", "10.77.0.1/24", b, "eth0", "10.77.0.2/24")
+	a, b := lan(t, "lan", "10.77.0")
 	c := newCode(t)
 	data := randomBytes(t, 2<<20)
 
@@ -294,9 +292,7 @@ func TestDeadBootstrapFallsBackToMDNS(t *testing.T) {
 // reconnect window, never with 0.
 func TestVanishedNetwork(t *testing.T) {
 	netns.Require(t)
-	a := netns.New(t, "cut-a")
-	b := netns.New(t, "cut-b")
-	netns.Link(t, a, "eth0", "10.78.0.1/24", b, "eth0", "10.78.0.2/24")
+	a, b := lan(t, "cut", "10.78.0")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := newCode(t)

@@ -98,9 +98,7 @@ func TestAnnounceFindThroughPrivateDHT(t *testing.T) {
 // Announce and find over mDNS between two namespaces joined by a veth pair.
 func TestAnnounceFindOverMDNSBetweenNamespaces(t *testing.T) {
 	netns.Require(t)
-	a := netns.New(t, "ann")
-	b := netns.New(t, "find")
-	netns.Link(t, a, "eth0", "10.79.0.1/24", b, "eth0", "10.79.0.2/24")
+	a, b := lan(t, "rendezvous", "10.79.0")
 	ann := start(t, a.Command(binary(t, "pcp-announce"), "--discovery", "mdns"), nil)
 	c := announcedCode(t, ann)
 	began := time.Now()

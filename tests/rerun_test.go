@@ -16,10 +16,8 @@ import (
 
 	"github.com/pcp-dev/pcp/internal/netns"
 	"github.com/pcp-dev/pcp/lib/archive"
-	"github.com/pcp-dev/pcp/lib/code"
 	"github.com/pcp-dev/pcp/lib/files"
 	"github.com/pcp-dev/pcp/lib/pipe"
-	"github.com/pcp-dev/pcp/lib/session"
 )
 
 // resumeTree makes the folder photos in src: a small note, a symlink, a
@@ -209,24 +207,10 @@ func TestHostileSenderCannotResumeOutside(t *testing.T) {
 	tw.WriteHeader(&tar.Header{Name: "photos/secret", Typeflag: tar.TypeReg, Mode: 0o644, Size: 0,
 		PAXRecords: map[string]string{"PCP.keep": "18", "PCP.keep.sha256": strings.Repeat("00", 32)}})
 	tw.Close()
-	c, err := code.Parse(newCode(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := session.Start(t.Context(), session.Config{MDNS: true, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	sent := make(chan error, 1)
 	var told []byte
-	go func() {
-		offer := pipe.Header{Kind: files.KindTar, Names: []string{"photos"}, Size: 18, Count: 2}
-		_, err := s.Send(t.Context(), c, offer, bytes.NewReader(evil.Bytes()), 20*time.Second,
-			session.SendOptions{Options: pipe.Options{Holds: func(b []byte) { told = b }}})
-		sent <- err
-	}()
-	recv := receiveTree(t, out, c.String())
+	c, sent := craftedSender(t, pipe.Header{Kind: files.KindTar, Names: []string{"photos"}, Size: 18, Count: 2}, evil.Bytes(),
+		pipe.Options{Holds: func(b []byte) { told = b }})
+	recv := receiveTree(t, out, c)
 	if status := recv.wait(30 * time.Second); status == 0 {
 		t.Fatal("a resume of a file the receiver does not hold was accepted")
 	}

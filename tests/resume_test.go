@@ -99,9 +99,7 @@ func TestPipeResumesAfterACut(t *testing.T) {
 		cut time.Duration
 	}{{"reset", 5 * time.Second}, {"silent", 13 * time.Second}} {
 		t.Run(tc.how, func(t *testing.T) {
-			a := netns.New(t, "resume-a")
-			b := netns.New(t, "resume-b")
-			netns.Link(t, a, "eth0", "10.79.0.1/24", b, "eth0", "10.79.0.2/24")
+			a, b := lan(t, "resume", "10.79.0")
 			const size = 24 << 20
 			c := newCode(t)
 			in := newPacedReader(t.Context(), 3, size, 2<<20)
@@ -178,9 +176,7 @@ func TestFolderResumesAfterACut(t *testing.T) {
 func TestResumeFromANewAddress(t *testing.T) {
 	netns.Require(t)
 	needIPTables(t)
-	a := netns.New(t, "resume-a")
-	b := netns.New(t, "resume-b")
-	netns.Link(t, a, "eth0", "10.79.2.1/24", b, "eth0", "10.79.2.2/24")
+	a, b := lan(t, "resume", "10.79.2")
 	const size = 16 << 20
 	c := newCode(t)
 	send := start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c), newPacedReader(t.Context(), 5, size, 2<<20))
@@ -207,9 +203,7 @@ func TestResumeFromANewAddress(t *testing.T) {
 func TestCutLongerThanTheWindow(t *testing.T) {
 	netns.Require(t)
 	needIPTables(t)
-	a := netns.New(t, "resume-a")
-	b := netns.New(t, "resume-b")
-	netns.Link(t, a, "eth0", "10.79.3.1/24", b, "eth0", "10.79.3.2/24")
+	a, b := lan(t, "resume", "10.79.3")
 	c := newCode(t)
 	send := start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--reconnect", "5s", "--code", c), slowReader{t.Context()})
 	recv := start(t, b.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--reconnect", "5s", "--timeout", "20s", c), nil)
@@ -275,9 +269,7 @@ func (w *firstWrite) written() int64 {
 func BenchmarkResume(b *testing.B) {
 	runs := envInt(b, "BENCH_RESUME_RUNS", 3)
 	cut := func(b *testing.B, how string, length time.Duration) time.Duration {
-		a := netns.New(b, "bench-a")
-		r := netns.New(b, "bench-b")
-		netns.Link(b, a, "eth0", "10.79.9.1/24", r, "eth0", "10.79.9.2/24")
+		a, r := lan(b, "bench", "10.79.9")
 		const size = 16 << 20
 		c := newCode(b)
 		send := start(b, a.Command(binary(b, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c), newPacedReader(b.Context(), 9, size, 2<<20))
