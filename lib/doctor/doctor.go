@@ -124,36 +124,33 @@ func Check(ctx context.Context, h host.Host, bootstrap []peer.AddrInfo, timeout 
 	}
 	wg.Wait()
 	// Identify follows each connection within a round trip or two.
-	deadline := time.After(min(timeout, 5*time.Second))
-	for {
+	unidentified := func() bool {
 		mu.Lock()
-		done := true
-		for _, p := range peers {
-			id, _ := peer.Decode(p.ID)
-			if _, ok := identified[id]; p.Reached && !ok {
-				done = false
+		defer mu.Unlock()
+		for i, p := range peers {
+			if _, ok := identified[bootstrap[i].ID]; p.Reached && !ok {
+				return true
 			}
 		}
-		mu.Unlock()
-		if done {
-			break
-		}
+		return false
+	}
+	deadline := time.After(min(timeout, 5*time.Second))
+wait:
+	for unidentified() {
 		select {
 		case <-arrived:
-			continue
 		case <-deadline:
+			break wait
 		case <-ctx.Done():
 			return Report{}, ctx.Err()
 		}
-		break
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	r := Report{Interfaces: mdnsInterfaces(), ClockOffset: "not measured: libp2p's protocols carry no time"}
 	var observed []ma.Multiaddr
 	for i, p := range peers {
-		id, _ := peer.Decode(p.ID)
-		ev, ok := identified[id]
+		ev, ok := identified[bootstrap[i].ID]
 		if !ok {
 			continue
 		}

@@ -153,11 +153,7 @@ func (s *Session) nudge(ctx context.Context, p peer.ID, old pipe.Stream, n uint6
 
 // nudgeOnce opens one nudge stream to p, directly, and writes n.
 func (s *Session) nudgeOnce(ctx context.Context, p peer.ID, n uint64) error {
-	dctx := network.WithForceDirectDial(ctx, "pcp nudge")
-	if err := node.Connect(dctx, s.Host, peer.AddrInfo{ID: p}); err != nil {
-		return err
-	}
-	st, err := node.NewStream(dctx, s.Host, p, NudgeProtocol)
+	st, err := s.openTo(ctx, p, NudgeProtocol, false)
 	if err != nil {
 		return err
 	}
@@ -249,15 +245,8 @@ func (s *Session) rejoinReceiver(p *rendezvous.Peer, c code.Code, current pipe.S
 func (s *Session) rejoinOnce(ctx context.Context, p *rendezvous.Peer, peers auth.Peers, path route.Path) (pipe.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, rejoinAttempt+4*p.RTT)
 	defer cancel()
-	dctx := network.WithForceDirectDial(ctx, "pcp rejoin")
-	if path.Kind == route.Relayed {
-		// The data went through a relay with the user's consent: it may again.
-		dctx = network.WithAllowLimitedConn(ctx, "pcp rejoin")
-	}
-	if err := node.Connect(dctx, s.Host, peer.AddrInfo{ID: p.ID}); err != nil {
-		return nil, err
-	}
-	st, err := node.NewStream(dctx, s.Host, p.ID, RejoinProtocol)
+	// The data went through a relay with the user's consent: it may again.
+	st, err := s.openTo(ctx, p.ID, RejoinProtocol, path.Kind == route.Relayed)
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +263,19 @@ func (s *Session) rejoinOnce(ctx context.Context, p *rendezvous.Peer, peers auth
 	st.SetDeadline(time.Time{})
 	s.log.Debugf("rejoined %s %s", node.ShortID(p.ID), route.Of(st.Conn()))
 	return st, nil
+}
+
+// openTo connects to p, directly unless relayed allows a relay, and opens
+// a stream of proto on that connection.
+func (s *Session) openTo(ctx context.Context, p peer.ID, proto protocol.ID, relayed bool) (network.Stream, error) {
+	dctx := network.WithForceDirectDial(ctx, "pcp "+string(proto))
+	if relayed {
+		dctx = network.WithAllowLimitedConn(ctx, "pcp "+string(proto))
+	}
+	if err := node.Connect(dctx, s.Host, peer.AddrInfo{ID: p}); err != nil {
+		return nil, err
+	}
+	return node.NewStream(dctx, s.Host, p, proto)
 }
 
 // relearn adds to the peerstore the addresses that the discovery methods
