@@ -4,12 +4,20 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 GO ?= go
 
-.PHONY: all build test check cross fuzz bench bench-link bench-tree soak dist install uninstall clean help
+.PHONY: all build commands man test check cross fuzz bench bench-link bench-tree soak dist install uninstall clean help
 
 all: build ## build the commands into bin/ (the default)
 
-build: ## build the commands into bin/
+build: commands man ## build the commands into bin/ and their man pages into man/
+
+commands: ## build the commands into bin/
 	$(GO) build -buildvcs=auto -o bin/ ./cmd/...
+
+# The man pages are written in markdown (man/*.md); their OPTIONS sections
+# are checked against, and their flags' terms written from, the flag sets
+# of the commands just built.
+man: commands ## build the man pages (man/*.1, man/*.7) from man/*.md
+	$(GO) run ./internal/mangen --bin bin --out man man/*.md
 
 check: ## gofmt, go vet, and cross-compile for macOS and Windows
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -65,8 +73,8 @@ uninstall: ## remove what install installed
 	cd $(DESTDIR)$(MANDIR)/man1 && rm -f $(notdir $(wildcard man/*.1))
 	cd $(DESTDIR)$(MANDIR)/man7 && rm -f $(notdir $(wildcard man/*.7))
 
-clean: ## remove bin/ and dist/
-	rm -rf bin dist
+clean: ## remove bin/, dist/ and the built man pages
+	rm -rf bin dist man/*.1 man/*.7
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

@@ -21,11 +21,14 @@ commands=(pcp pcp-pipe pcp-find pcp-announce)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The host's commands (the version, and the completion scripts) and nfpm,
+# The host's commands (the version, the completion scripts and the flags
+# of the man pages) and nfpm,
 # at the version go.mod names.
 "$GO" build -buildvcs=auto -o "$work/host/" ./cmd/...
 "$GO" build -o "$work/host/nfpm" github.com/goreleaser/nfpm/v2/cmd/nfpm
 config=$PWD/packaging/nfpm.yaml
+mkdir "$work/man"
+"$GO" run ./internal/mangen --bin "$work/host" --out "$work/man" man/*.md
 version=$("$work/host/pcp" --version | awk '{print $2}')
 [[ $version == v* ]] || { echo "dist: no version in the build info ($version): build from a git checkout" >&2; exit 1; }
 echo "dist: pcp $version"
@@ -38,7 +41,7 @@ for platform in $PLATFORMS; do
 	stage=$work/$name
 	mkdir -p "$stage/bin" "$stage/man" "$stage/completions"/{bash,zsh,fish}
 	GOOS=$goos GOARCH=$goarch "$GO" build -buildvcs=auto -trimpath -ldflags='-s -w' -o "$stage/bin/" ./cmd/...
-	cp man/*.1 man/*.7 "$stage/man/"
+	cp "$work"/man/* "$stage/man/"
 	for c in "${commands[@]}"; do
 		"$work/host/$c" completion bash >"$stage/completions/bash/$c"
 		"$work/host/$c" completion zsh >"$stage/completions/zsh/_$c"

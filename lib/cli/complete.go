@@ -66,15 +66,20 @@ func DirValue(fs *pflag.FlagSet, name string) {
 var Shells = []string{"bash", "zsh", "fish"}
 
 // IsCompletion reports whether args ask for completion: a script
-// ("completion SHELL") or an answer to one ("__complete ...").
+// ("completion SHELL") or an answer to one ("__complete ..."); or for the
+// description of the flags that the man pages are built from
+// (DescribeRequest).
 func IsCompletion(args []string) bool {
-	return len(args) > 0 && (args[0] == "completion" || args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd)
+	return len(args) > 0 && (args[0] == "completion" || args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd || args[0] == DescribeRequest)
 }
 
 // Complete answers args, for which IsCompletion is true, about cmd on
-// stdout: the script for a shell, or the words that complete a command
-// line.
+// stdout: the script for a shell, the words that complete a command
+// line, or the flags as JSON.
 func Complete(cmd Command, args []string, stdout io.Writer) error {
+	if args[0] == DescribeRequest {
+		return describe(cmd, stdout)
+	}
 	root, err := cobraOf(cmd)
 	if err != nil {
 		return err

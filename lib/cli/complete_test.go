@@ -2,9 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -58,5 +60,36 @@ func TestCompletionScripts(t *testing.T) {
 	}
 	if !IsCompletion([]string{"completion"}) || IsCompletion([]string{"send"}) || IsCompletion(nil) {
 		t.Error("IsCompletion is wrong")
+	}
+}
+
+// __flags describes each command that has flags, named after its parents,
+// with pflag's own --help and without hidden flags.
+func TestDescribe(t *testing.T) {
+	send := NewFlagSet("send", "x send", &bytes.Buffer{})
+	send.StringP("output", "o", "", "where")
+	send.Bool("yes", false, "accept")
+	send.Bool("secret", false, "")
+	send.MarkHidden("secret")
+	cmd := Command{Name: "x", Sub: []Command{{Name: "send", Flags: send}}}
+	var out bytes.Buffer
+	if !IsCompletion([]string{DescribeRequest}) {
+		t.Fatal("IsCompletion(__flags) is false")
+	}
+	if err := Complete(cmd, []string{DescribeRequest}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var got []CommandFlags
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	want := []CommandFlags{{Command: "x send", Flags: []Flag{
+		{Name: "version", Usage: "print the version (module, commit, Go) and exit"}, // NewFlagSet's
+		{Name: "output", Shorthand: "o", Value: true, Usage: "where"},
+		{Name: "yes", Usage: "accept"},
+		{Name: "help", Shorthand: "h", Usage: "print the options and exit"},
+	}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("__flags = %+v, want %+v", got, want)
 	}
 }
