@@ -199,7 +199,8 @@ func (s *sender) run(src io.Reader) (int64, error) {
 	if s.opt.Reconnect != nil {
 		buffers += HeldLimit
 	}
-	chunks, free := readChunks(readCtx, src, buffers)
+	chunks, free, done := readChunks(readCtx, src, buffers)
+	defer done() // no slab is touched after run; the arena goes once the reader stopped too
 	s.free = free
 	digest := newDigest()
 	var ackWait <-chan time.Time // after END: how long the receiver may take to acknowledge
@@ -373,7 +374,12 @@ func (s *sender) release() {
 	for ; i < len(s.held) && s.held[i].off+int64(s.held[i].n) <= upTo; i++ {
 		s.giveBack(s.held[i].slab)
 	}
-	s.held = s.held[i:]
+	if i == 0 {
+		return
+	}
+	// Moved down rather than resliced, so that appending reuses the same
+	// array for the whole transfer instead of leaving garbage behind.
+	s.held = s.held[:copy(s.held, s.held[i:])]
 }
 
 // resume replaces a broken stream through opt.Reconnect and sends again
@@ -566,32 +572,30 @@ func (s *sender) giveBack(sl *slab) {
 // is whole.
 const firstChunk = 16 << 10
 
-// readChunks reads src in a goroutine, into at most buffers slabs that
-// the caller hands back through free, so that reading the input and
-// writing the stream overlap. A slab is made only when none is free.
-func readChunks(ctx context.Context, src io.Reader, buffers int) (<-chan chunk, chan<- *slab) {
-	chunks := make(chan chunk)
-	free := make(chan *slab, buffers)
+// readChunks reads src in a goroutine, into buffers slabs that the caller
+// hands back through free, so that reading the input and writing the
+// stream overlap. The slabs are made at once, in an arena (see arena), and
+// taken in turn: free is a queue. The caller calls done once it touches
+// no slab any more; the arena goes once the goroutine has ended too.
+func readChunks(ctx context.Context, src io.Reader, buffers int) (chunks <-chan chunk, free chan<- *slab, done func()) {
+	out := make(chan chunk)
+	queue := make(chan *slab, buffers)
+	const size = frame.HeaderSize + ChunkSize
+	a := newArena(buffers, size, 2)
+	for i := range buffers {
+		queue <- &slab{buf: a.slab(i, size)}
+	}
 	go func() {
+		defer a.done()
 		limit := firstChunk
-		made := 0
 		var cur *slab // the slab being filled
 		off := 0      // where its next chunk starts
 		for {
 			if cur == nil {
 				select {
-				case cur = <-free:
-				default:
-					if made < buffers {
-						cur = &slab{buf: make([]byte, frame.HeaderSize+ChunkSize)}
-						made++
-						break
-					}
-					select {
-					case cur = <-free:
-					case <-ctx.Done():
-						return
-					}
+				case cur = <-queue:
+				case <-ctx.Done():
+					return
 				}
 				off = 0
 			}
@@ -606,7 +610,7 @@ func readChunks(ctx context.Context, src io.Reader, buffers int) (<-chan chunk, 
 				ch.last, cur = true, nil
 			}
 			select {
-			case chunks <- ch:
+			case out <- ch:
 			case <-ctx.Done():
 				return
 			}
@@ -615,5 +619,5 @@ func readChunks(ctx context.Context, src io.Reader, buffers int) (<-chan chunk, 
 			}
 		}
 	}()
-	return chunks, free
+	return out, queue, a.done
 }
