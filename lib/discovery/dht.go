@@ -94,7 +94,11 @@ func StartDHT(ctx context.Context, h host.Host, server bool, bootstrap []peer.Ad
 	if server {
 		mode = dht.ModeServer
 	}
-	kad, err := dht.New(h, dht.Mode(mode), dht.BootstrapPeers(bootstrap...))
+	on := h
+	if !server {
+		on = boundedDials{h} // see DHTDialTimeout
+	}
+	kad, err := dht.New(on, dht.Mode(mode), dht.BootstrapPeers(bootstrap...))
 	if err != nil {
 		return nil, fmt.Errorf("start dht: %w", err)
 	}
