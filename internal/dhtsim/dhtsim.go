@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -258,16 +259,41 @@ func (n *Network) Close() error {
 }
 
 // hanging is a host whose dials to the network's dead peers hang until
-// the dial timeout (or the caller's deadline) and then fail.
+// the dial timeout (or the caller's deadline) and then fail, and which
+// counts the messages it sends on the streams it opens.
 type hanging struct {
 	host.Host
-	n *Network
+	n    *Network
+	sent *atomic.Int64
+}
+
+// Sent is how many messages h, a host of Client, has sent on the streams
+// it opened (each DHT request is one write).
+func Sent(h host.Host) int64 {
+	if hh, ok := h.(*hanging); ok {
+		return hh.sent.Load()
+	}
+	return 0
+}
+
+// counted is a stream that counts its writes.
+type counted struct {
+	network.Stream
+	sent *atomic.Int64
+}
+
+// Write implements network.Stream.
+func (s counted) Write(p []byte) (int, error) {
+	s.sent.Add(1)
+	return s.Stream.Write(p)
 }
 
 // errDialTimeout is the error of a dial to a dead peer.
 var errDialTimeout = errors.New("dial timed out (simulated peer that never answers)")
 
-func (n *Network) wrap(h host.Host) host.Host { return &hanging{Host: h, n: n} }
+func (n *Network) wrap(h host.Host) host.Host {
+	return &hanging{Host: h, n: n, sent: new(atomic.Int64)}
+}
 
 func (h *hanging) hang(ctx context.Context) error {
 	t := time.NewTimer(h.n.params.DialTimeout)
@@ -293,5 +319,9 @@ func (h *hanging) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID)
 	if h.n.dead[p] {
 		return nil, h.hang(ctx)
 	}
-	return h.Host.NewStream(ctx, p, pids...)
+	s, err := h.Host.NewStream(ctx, p, pids...)
+	if err != nil {
+		return nil, err
+	}
+	return counted{Stream: s, sent: h.sent}, nil
 }

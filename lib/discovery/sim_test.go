@@ -65,6 +65,9 @@ func envInt(name string, def int) int {
 type meeting struct {
 	announced time.Duration // sender start → its first provide returned (0: not within the limit)
 	found     time.Duration // receiver start → the sender among its candidates (0: not found)
+	// Messages each side sent to the DHT: the sender until its first
+	// provide returned, the receiver until it found the sender.
+	senderSent, receiverSent int64
 }
 
 // BenchmarkDHTMeeting measures how pcp's two sides meet on a simulated
@@ -73,7 +76,8 @@ type meeting struct {
 // announces its channel, and a receiver starts 0 s, 5 s or 30 s later
 // (DHTSIM_DELAYS) and looks for it. It prints, per delay, p50 and p95 of
 // the sender's start until its first provide returned, and of the
-// receiver's start until the sender was among its candidates.
+// receiver's start until the sender was among its candidates; and the
+// messages each side sent to the DHT by then.
 func BenchmarkDHTMeeting(b *testing.B) {
 	p := simParams()
 	codes := envInt("DHTSIM_CODES", 50)
@@ -175,9 +179,11 @@ func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Dura
 		case c := <-out:
 			if c.ID == sh.ID() {
 				m.found = time.Since(receiverStart)
+				m.receiverSent = dhtsim.Sent(rh)
 			}
 		case d := <-announced:
 			m.announced = d
+			m.senderSent = dhtsim.Sent(sh)
 		case <-ctx.Done():
 			return m, nil
 		}
@@ -186,6 +192,7 @@ func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Dura
 		select {
 		case d := <-announced:
 			m.announced = d
+			m.senderSent = dhtsim.Sent(sh)
 		case <-ctx.Done():
 		}
 	}
@@ -195,17 +202,32 @@ func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Dura
 // report prints p50 and p95 of results, and how many did not finish.
 func report(delay time.Duration, results []meeting) {
 	var announced, found []time.Duration
+	var senderSent, receiverSent []int64
 	for _, r := range results {
 		if r.announced > 0 {
 			announced = append(announced, r.announced)
+			senderSent = append(senderSent, r.senderSent)
 		}
 		if r.found > 0 {
 			found = append(found, r.found)
+			receiverSent = append(receiverSent, r.receiverSent)
 		}
 	}
-	fmt.Printf("dhtsim: receiver %v after the sender, %d codes: sender start to record stored p50 %s p95 %s (%d of %d within %v); receiver start to sender found p50 %s p95 %s (%d of %d)\n",
+	fmt.Printf("dhtsim: receiver %v after the sender, %d codes: sender start to record stored p50 %s p95 %s (%d of %d within %v); receiver start to sender found p50 %s p95 %s (%d of %d); DHT messages sent p50 (p95): sender %s, receiver %s\n",
 		delay, len(results), pct(announced, 50), pct(announced, 95), len(announced), len(results), meetLimit,
-		pct(found, 50), pct(found, 95), len(found), len(results))
+		pct(found, 50), pct(found, 95), len(found), len(results),
+		countPct(senderSent), countPct(receiverSent))
+}
+
+// countPct is "p50 (p95)" of counts, or "-" if empty.
+func countPct(counts []int64) string {
+	if len(counts) == 0 {
+		return "-"
+	}
+	s := slices.Clone(counts)
+	slices.Sort(s)
+	at := func(q int) int64 { return s[max((q*len(s)+99)/100-1, 0)] }
+	return fmt.Sprintf("%d (%d)", at(50), at(95))
 }
 
 // pct is the q-th percentile of ds (nearest rank), or "-" if empty.
