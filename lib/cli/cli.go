@@ -73,7 +73,9 @@ func ExitCode(err error) int {
 // SIGPIPE is ignored: a write to a closed pipe fails with EPIPE, which the
 // command reports (and tells its peer), instead of killing it silently.
 // With PCP_STATS set to a duration, a line about the process's resources
-// goes to stderr at that interval (see StatsVariable).
+// goes to stderr at that interval (see StatsVariable). While it runs, the
+// garbage collector runs at least once a second when garbage trickles in
+// (see collectEvery), so that a long transfer's memory stays flat.
 func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Context, args []string) error) int {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -88,6 +90,9 @@ func Main(prog string, args []string, stderr io.Writer, run func(ctx context.Con
 		defer cancel()
 		go reportStats(sctx, prog, stderr, interval)
 	}
+	cctx, stopCollecting := context.WithCancel(ctx)
+	defer stopCollecting()
+	go collectSteadily(cctx, collectEvery, collectAfter)
 	err := run(ctx, args)
 	if errors.Is(err, pflag.ErrHelp) {
 		return ExitOK

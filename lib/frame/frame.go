@@ -114,6 +114,7 @@ var ErrTooLarge = errors.New("frame too large")
 type Reader struct {
 	r   io.Reader
 	max int
+	hdr [HeaderSize]byte // here, not on Next's stack: io.ReadFull would move it to the heap on every frame
 	buf []byte
 }
 
@@ -130,8 +131,8 @@ func NewReader(r io.Reader, max int) *Reader {
 // A stream that ends cleanly between frames returns io.EOF; one that ends
 // inside a frame returns io.ErrUnexpectedEOF.
 func (r *Reader) Next() (Type, []byte, error) {
-	var hdr [HeaderSize]byte
-	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
+	hdr := r.hdr[:]
+	if _, err := io.ReadFull(r.r, hdr); err != nil {
 		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])

@@ -31,6 +31,24 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// A long stream is read without garbage: the receiver's memory stays flat
+// only if reading a frame allocates nothing once the payload buffer is big
+// enough.
+func TestNextAllocatesNothing(t *testing.T) {
+	one := Append(nil, Data, bytes.Repeat([]byte{7}, 1000))
+	src := bytes.NewReader(one)
+	r := NewReader(src, MaxPayload)
+	allocs := testing.AllocsPerRun(100, func() {
+		src.Reset(one)
+		if _, p, err := r.Next(); err != nil || len(p) != 1000 {
+			t.Fatalf("read: %d bytes, %v", len(p), err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Next allocated %.1f times a frame, want 0", allocs)
+	}
+}
+
 func TestReaderReadsNoFurther(t *testing.T) {
 	var buf bytes.Buffer
 	Write(&buf, MAC, []byte("abc"))
