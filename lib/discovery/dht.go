@@ -79,6 +79,9 @@ type DHT struct {
 	// met: the peer was found, by whatever method; a late warning about
 	// the bootstrap peers would only worry the user.
 	met atomic.Bool
+	// classic: announce with kad-dht's own Provide (walk, then store), for
+	// the benchmark's comparison only.
+	classic bool
 }
 
 // PeerMet tells the DHT that the peer was found and authenticated (by any
@@ -181,7 +184,12 @@ func (d *DHT) Announce(ctx context.Context, channel int) error {
 		retry := time.Until(now.Truncate(Bucket).Add(Bucket))
 		start := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := d.dht.Provide(pctx, Key(channel, now), true)
+		var stored, asked int
+		if d.classic {
+			err = d.dht.Provide(pctx, Key(channel, now), true)
+		} else {
+			stored, asked, err = d.provide(pctx, Key(channel, now), start)
+		}
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -189,8 +197,10 @@ func (d *DHT) Announce(ctx context.Context, channel int) error {
 		case err != nil:
 			d.log.Infof("dht: announcing failed, retrying: %v", err)
 			retry = min(retry, 5*time.Second)
+		case d.classic:
+			d.log.Debugf("dht: announced channel %d in %v (classic provide)", channel, since(start))
 		default:
-			d.log.Debugf("dht: announced channel %d in %v", channel, since(start))
+			d.log.Debugf("dht: announced channel %d in %v: its record is stored at %d of %d servers near its key", channel, since(start), stored, asked)
 		}
 		select {
 		case <-time.After(retry):
@@ -203,26 +213,38 @@ func (d *DHT) Announce(ctx context.Context, channel int) error {
 }
 
 // Find looks up the providers of the channel's keys for the previous,
-// current and next time bucket, again and again with a growing pause, and
-// sends each to out until ctx ends.
+// current and next time bucket, again and again, and sends each to out
+// until ctx ends. A round of lookups starts 1, 2, 4 and then every 8
+// seconds after the one before, whether or not that one has ended: on the
+// public DHT a lookup that started before the sender's record was stored
+// walks on for seconds, waiting for servers that never answer, after the
+// record has become findable. At most two rounds run at once.
 func (d *DHT) Find(ctx context.Context, channel int, out chan<- Candidate) error {
-	var first sync.WaitGroup
-	defer first.Wait()
-	first.Go(func() { d.askBootstrap(ctx, channel, out) })
+	var rounds sync.WaitGroup
+	defer rounds.Wait()
+	rounds.Go(func() { d.askBootstrap(ctx, channel, out) })
 	if err := d.waitReady(ctx); err != nil {
 		return nil
 	}
-	pause := 500 * time.Millisecond
-	for {
-		var wg sync.WaitGroup
-		for _, key := range FindKeys(channel, time.Now()) {
-			wg.Go(func() { d.findProviders(ctx, key, out) })
+	running := make(chan struct{}, 2)
+	for pause := time.Second; ; pause = min(2*pause, 8*time.Second) {
+		select {
+		case running <- struct{}{}:
+		case <-ctx.Done():
+			return nil
 		}
-		wg.Wait()
+		keys := FindKeys(channel, time.Now())
+		rounds.Go(func() {
+			defer func() { <-running }()
+			var wg sync.WaitGroup
+			for _, key := range keys {
+				wg.Go(func() { d.findProviders(ctx, key, out) })
+			}
+			wg.Wait()
+		})
 		if sleep(ctx, pause) != nil {
 			return nil
 		}
-		pause = min(2*pause, 8*time.Second)
 	}
 }
 

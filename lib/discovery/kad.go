@@ -78,3 +78,44 @@ func askProviders(ctx context.Context, h host.Host, p peer.ID, key cid.Cid) ([]p
 	}
 	return out, nil
 }
+
+// putProvider asks the DHT server p to store self as a provider of key
+// (an ADD_PROVIDER message, as kad-dht's Provide sends it) and waits until
+// p has handled it: p answers nothing, but closes the stream cleanly once
+// the message is handled and resets it when the handler failed, so the
+// end of the stream is the receipt.
+func putProvider(ctx context.Context, h host.Host, p peer.ID, key cid.Cid, self peer.AddrInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	s, err := node.NewStream(ctx, h, p, dht.ProtocolDHT)
+	if err != nil {
+		return err
+	}
+	defer s.Reset() // after a clean end a reset does nothing
+	deadline, _ := ctx.Deadline()
+	s.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+
+	msg := pb.NewMessage(pb.Message_ADD_PROVIDER, key.Hash(), 0)
+	msg.ProviderPeers = pb.RawPeerInfosToPBPeers([]peer.AddrInfo{self})
+	req, err := proto.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...)); err != nil {
+		return fmt.Errorf("send request: %w", err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		return fmt.Errorf("send request: %w", err)
+	}
+	var b [1]byte
+	switch n, err := s.Read(b[:]); {
+	case n > 0:
+		return errors.New("an answer to a message that has none")
+	case err == io.EOF:
+		return nil
+	default:
+		return fmt.Errorf("not stored: %w", err)
+	}
+}

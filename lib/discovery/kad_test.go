@@ -141,3 +141,53 @@ func TestAskProvidersRefusesBadAnswers(t *testing.T) {
 		})
 	}
 }
+
+// putProvider returns only once a real kad-dht server has stored the
+// record, and fails when the server refuses it or speaks no DHT.
+func TestPutProviderIsConfirmed(t *testing.T) {
+	netns.Require(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	server := kadHost(t)
+	kad, err := dht.New(server, dht.Mode(dht.ModeServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kad.Close() })
+	h := kadHost(t)
+	if err := h.Connect(ctx, peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	key := Key(77, time.Now())
+	self := peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
+	if err := putProvider(ctx, h, server.ID(), key, self); err != nil {
+		t.Fatalf("putProvider to a DHT server: %v", err)
+	}
+	providers, err := kad.ProviderStore().GetProviders(ctx, key.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(providers) != 1 || providers[0].ID != h.ID() {
+		t.Fatalf("the server holds providers %v once putProvider returned, want %s", providers, h.ID())
+	}
+
+	refuser := kadHost(t)
+	refuser.SetStreamHandler(dht.ProtocolDHT, func(s network.Stream) {
+		io.ReadAll(io.LimitReader(s, 1<<10)) // the whole message, then a refusal
+		s.Reset()
+	})
+	if err := h.Connect(ctx, peer.AddrInfo{ID: refuser.ID(), Addrs: refuser.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := putProvider(ctx, h, refuser.ID(), key, self); err == nil {
+		t.Fatal("putProvider to a server that reset the stream: no error")
+	}
+
+	mute := kadHost(t)
+	if err := h.Connect(ctx, peer.AddrInfo{ID: mute.ID(), Addrs: mute.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := putProvider(ctx, h, mute.ID(), key, self); err == nil {
+		t.Fatal("putProvider to a host that speaks no DHT: no error")
+	}
+}

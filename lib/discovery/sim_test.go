@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +64,7 @@ func envInt(name string, def int) int {
 
 // meeting is what one code's sender and receiver took.
 type meeting struct {
+	findable  time.Duration // sender start → the first server near the key confirmed it stored the record (0: none within the limit)
 	announced time.Duration // sender start → its first provide returned (0: not within the limit)
 	found     time.Duration // receiver start → the sender among its candidates (0: not found)
 	// Messages each side sent to the DHT: the sender until its first
@@ -74,10 +76,13 @@ type meeting struct {
 // public DHT (internal/dhtsim), through lib/discovery's own code: for each
 // of DHTSIM_CODES codes (default 50) a sender starts a DHT client and
 // announces its channel, and a receiver starts 0 s, 5 s or 30 s later
-// (DHTSIM_DELAYS) and looks for it. It prints, per delay, p50 and p95 of
-// the sender's start until its first provide returned, and of the
-// receiver's start until the sender was among its candidates; and the
-// messages each side sent to the DHT by then.
+// (DHTSIM_DELAYS) and looks for it; all of it once with pcp's own provide
+// and once with kad-dht's classic one (DHTSIM_PROVIDE=pcp,classic). It
+// prints, per strategy and delay, p50 and p95 of the sender's start until
+// the first server near the key stored its record (pcp's provide only) and
+// until its first provide returned, and of the receiver's start until the
+// sender was among its candidates; and the messages each side sent to the
+// DHT by then.
 func BenchmarkDHTMeeting(b *testing.B) {
 	p := simParams()
 	codes := envInt("DHTSIM_CODES", 50)
@@ -93,6 +98,15 @@ func BenchmarkDHTMeeting(b *testing.B) {
 			delays = append(delays, d)
 		}
 	}
+	strategies := []string{"pcp", "classic"}
+	if s := os.Getenv("DHTSIM_PROVIDE"); s != "" {
+		strategies = strings.Split(s, ",")
+	}
+	for _, s := range strategies {
+		if s != "pcp" && s != "classic" {
+			b.Fatalf("DHTSIM_PROVIDE: %q is neither pcp nor classic", s)
+		}
+	}
 	ctx := context.Background()
 	start := time.Now()
 	net, err := dhtsim.New(ctx, p)
@@ -103,23 +117,27 @@ func BenchmarkDHTMeeting(b *testing.B) {
 	fmt.Printf("dhtsim: %d servers, %.0f %% of routing-table peers never answer (dials hang %v), %.0f %% answer %v late, RTT median %v p90 %v; built in %.1f s\n",
 		p.Servers, 100*p.Dead, p.DialTimeout, 100*p.Slow, p.SlowBy, p.MedianRTT, p.P90RTT, time.Since(start).Seconds())
 	for b.Loop() {
-		for _, delay := range delays {
-			results := make([]meeting, codes)
-			sem := make(chan struct{}, parallel)
-			var wg sync.WaitGroup
-			for i := range codes {
-				sem <- struct{}{}
-				wg.Go(func() {
-					defer func() { <-sem }()
-					r, err := meet(ctx, net, (i*131+int(delay/time.Second)*17)%2048, delay)
-					if err != nil {
-						b.Error(err)
-					}
-					results[i] = r
-				})
+		for _, strategy := range strategies {
+			classic := strategy == "classic"
+			for _, delay := range delays {
+				results := make([]meeting, codes)
+				sem := make(chan struct{}, parallel)
+				var wg sync.WaitGroup
+				for i := range codes {
+					sem <- struct{}{}
+					wg.Go(func() {
+						defer func() { <-sem }()
+						channel := (i*131 + int(delay/time.Second)*17 + len(strategy)*7) % 2048
+						r, err := meet(ctx, net, channel, delay, classic)
+						if err != nil {
+							b.Error(err)
+						}
+						results[i] = r
+					})
+				}
+				wg.Wait()
+				report(strategy, delay, results)
 			}
-			wg.Wait()
-			report(delay, results)
 		}
 	}
 }
@@ -128,8 +146,9 @@ func BenchmarkDHTMeeting(b *testing.B) {
 const meetLimit = 2 * time.Minute
 
 // meet runs one sender and one receiver of channel, the receiver started
-// delay after the sender.
-func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Duration) (meeting, error) {
+// delay after the sender; the sender announces with kad-dht's own Provide
+// if classic.
+func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Duration, classic bool) (meeting, error) {
 	ctx, cancel := context.WithTimeout(ctx, delay+meetLimit)
 	defer cancel()
 	var m meeting
@@ -144,8 +163,12 @@ func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Dura
 		sent  int64
 	}
 	announced := make(chan stored, 1)
+	var findable atomic.Int64
 	log := status.Logger{Debug: func(format string, args ...any) {
-		if strings.HasPrefix(format, "dht: announced channel") {
+		switch {
+		case strings.HasPrefix(format, "dht: findable after"):
+			findable.CompareAndSwap(0, int64(time.Since(senderStart)))
+		case strings.HasPrefix(format, "dht: announced channel"):
 			select {
 			case announced <- stored{time.Since(senderStart), dhtsim.Sent(sh)}:
 			default:
@@ -157,6 +180,9 @@ func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Dura
 		return m, err
 	}
 	defer sd.Close()
+	if classic {
+		discovery.UseClassicProvide(sd)
+	}
 	go sd.Announce(ctx, channel)
 	select {
 	case <-time.After(delay):
@@ -198,14 +224,18 @@ func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Dura
 		case <-ctx.Done():
 		}
 	}
+	m.findable = time.Duration(findable.Load())
 	return m, nil
 }
 
 // report prints p50 and p95 of results, and how many did not finish.
-func report(delay time.Duration, results []meeting) {
-	var announced, found []time.Duration
+func report(strategy string, delay time.Duration, results []meeting) {
+	var findable, announced, found []time.Duration
 	var senderSent, receiverSent []int64
 	for _, r := range results {
+		if r.findable > 0 {
+			findable = append(findable, r.findable)
+		}
 		if r.announced > 0 {
 			announced = append(announced, r.announced)
 			senderSent = append(senderSent, r.senderSent)
@@ -215,8 +245,8 @@ func report(delay time.Duration, results []meeting) {
 			receiverSent = append(receiverSent, r.receiverSent)
 		}
 	}
-	fmt.Printf("dhtsim: receiver %v after the sender, %d codes: sender start to record stored p50 %s p95 %s (%d of %d within %v); receiver start to sender found p50 %s p95 %s (%d of %d); DHT messages sent p50 (p95): sender %s, receiver %s\n",
-		delay, len(results), pct(announced, 50), pct(announced, 95), len(announced), len(results), meetLimit,
+	fmt.Printf("dhtsim: %s provide, receiver %v after the sender, %d codes: sender start to record findable (first store near the key) p50 %s p95 %s; to record stored (provide done) p50 %s p95 %s (%d of %d within %v); receiver start to sender found p50 %s p95 %s (%d of %d); DHT messages sent p50 (p95): sender %s, receiver %s\n",
+		strategy, delay, len(results), pct(findable, 50), pct(findable, 95), pct(announced, 50), pct(announced, 95), len(announced), len(results), meetLimit,
 		pct(found, 50), pct(found, 95), len(found), len(results),
 		countPct(senderSent), countPct(receiverSent))
 }
@@ -244,8 +274,9 @@ func pct(ds []time.Duration, q int) string {
 }
 
 // On a small simulated DHT (100 servers, a third of the peers dead), the
-// record a transfer's sender stores through lib/discovery is found by a
-// plain kad-dht lookup, as a kubo node or any other DHT client would look.
+// record a transfer's sender stores through lib/discovery (storing while it
+// walks) is found by a plain kad-dht lookup, as a kubo node or any other
+// DHT client would look.
 func TestSimulatedDHTRecordIsStandard(t *testing.T) {
 	p := simParams()
 	p.Servers = 100
@@ -264,8 +295,12 @@ func TestSimulatedDHTRecordIsStandard(t *testing.T) {
 		t.Fatal(err)
 	}
 	announced := make(chan struct{}, 1)
+	var findable atomic.Bool
 	log := status.Logger{Debug: func(format string, args ...any) {
-		if strings.HasPrefix(format, "dht: announced channel") {
+		switch {
+		case strings.HasPrefix(format, "dht: findable after"):
+			findable.Store(true)
+		case strings.HasPrefix(format, "dht: announced channel"):
 			select {
 			case announced <- struct{}{}:
 			default:
@@ -283,6 +318,9 @@ func TestSimulatedDHTRecordIsStandard(t *testing.T) {
 	case <-announced:
 	case <-ctx.Done():
 		t.Fatal("the sender's record was not stored within 2 minutes")
+	}
+	if !findable.Load() {
+		t.Error("the sender stored its record without saying when it became findable")
 	}
 
 	lh, err := net.Client()
