@@ -79,7 +79,7 @@ type DHT struct {
 	// met: the peer was found, by whatever method; a late warning about
 	// the bootstrap peers would only worry the user.
 	met atomic.Bool
-	// classic: announce with kad-dht's own Provide (walk, then store), for
+	// classic: announce with kad-dht's own Provide (classic or optimistic), for
 	// the benchmark's comparison only.
 	classic bool
 }
@@ -93,6 +93,12 @@ func (d *DHT) PeerMet() { d.met.Store(true) }
 // become a DHT server), and connects to the bootstrap peers in the
 // background until ctx ends.
 func StartDHT(ctx context.Context, h host.Host, server bool, bootstrap []peer.AddrInfo, log status.Logger) (*DHT, error) {
+	return startDHT(ctx, h, server, bootstrap, log)
+}
+
+// startDHT is StartDHT with more of kad-dht's options (for the benchmark's
+// comparisons).
+func startDHT(ctx context.Context, h host.Host, server bool, bootstrap []peer.AddrInfo, log status.Logger, extra ...dht.Option) (*DHT, error) {
 	mode := dht.ModeClient
 	if server {
 		mode = dht.ModeServer
@@ -101,7 +107,7 @@ func StartDHT(ctx context.Context, h host.Host, server bool, bootstrap []peer.Ad
 	if !server {
 		on = boundedDials{h} // see DHTDialTimeout
 	}
-	kad, err := dht.New(on, dht.Mode(mode), dht.BootstrapPeers(bootstrap...))
+	kad, err := dht.New(on, append([]dht.Option{dht.Mode(mode), dht.BootstrapPeers(bootstrap...)}, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start dht: %w", err)
 	}
@@ -198,7 +204,7 @@ func (d *DHT) Announce(ctx context.Context, channel int) error {
 			d.log.Infof("dht: announcing failed, retrying: %v", err)
 			retry = min(retry, 5*time.Second)
 		case d.classic:
-			d.log.Debugf("dht: announced channel %d in %v (classic provide)", channel, since(start))
+			d.log.Debugf("dht: announced channel %d in %v (kad-dht's own provide)", channel, since(start))
 		default:
 			d.log.Debugf("dht: announced channel %d in %v: its record is stored at %d of %d servers near its key", channel, since(start), stored, asked)
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pcp-dev/pcp/internal/dhtsim"
 	"github.com/pcp-dev/pcp/lib/discovery"
@@ -76,8 +78,9 @@ type meeting struct {
 // public DHT (internal/dhtsim), through lib/discovery's own code: for each
 // of DHTSIM_CODES codes (default 50) a sender starts a DHT client and
 // announces its channel, and a receiver starts 0 s, 5 s or 30 s later
-// (DHTSIM_DELAYS) and looks for it; all of it once with pcp's own provide
-// and once with kad-dht's classic one (DHTSIM_PROVIDE=pcp,classic). It
+// (DHTSIM_DELAYS) and looks for it; all of it with pcp's own provide, with
+// kad-dht's classic one and with its optimistic one (DHTSIM_PROVIDE=
+// pcp,classic,optimistic). It
 // prints, per strategy and delay, p50 and p95 of the sender's start until
 // the first server near the key stored its record (pcp's provide only) and
 // until its first provide returned, and of the receiver's start until the
@@ -98,13 +101,13 @@ func BenchmarkDHTMeeting(b *testing.B) {
 			delays = append(delays, d)
 		}
 	}
-	strategies := []string{"pcp", "classic"}
+	strategies := []string{"pcp", "classic", "optimistic"}
 	if s := os.Getenv("DHTSIM_PROVIDE"); s != "" {
 		strategies = strings.Split(s, ",")
 	}
 	for _, s := range strategies {
-		if s != "pcp" && s != "classic" {
-			b.Fatalf("DHTSIM_PROVIDE: %q is neither pcp nor classic", s)
+		if s != "pcp" && s != "classic" && s != "optimistic" {
+			b.Fatalf("DHTSIM_PROVIDE: %q is not pcp, classic or optimistic", s)
 		}
 	}
 	ctx := context.Background()
@@ -118,7 +121,6 @@ func BenchmarkDHTMeeting(b *testing.B) {
 		p.Servers, 100*p.Dead, p.DialTimeout, 100*p.Slow, p.SlowBy, p.MedianRTT, p.P90RTT, time.Since(start).Seconds())
 	for b.Loop() {
 		for _, strategy := range strategies {
-			classic := strategy == "classic"
 			for _, delay := range delays {
 				results := make([]meeting, codes)
 				sem := make(chan struct{}, parallel)
@@ -128,7 +130,7 @@ func BenchmarkDHTMeeting(b *testing.B) {
 					wg.Go(func() {
 						defer func() { <-sem }()
 						channel := (i*131 + int(delay/time.Second)*17 + len(strategy)*7) % 2048
-						r, err := meet(ctx, net, channel, delay, classic)
+						r, err := meet(ctx, net, channel, delay, strategy)
 						if err != nil {
 							b.Error(err)
 						}
@@ -146,9 +148,9 @@ func BenchmarkDHTMeeting(b *testing.B) {
 const meetLimit = 2 * time.Minute
 
 // meet runs one sender and one receiver of channel, the receiver started
-// delay after the sender; the sender announces with kad-dht's own Provide
-// if classic.
-func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Duration, classic bool) (meeting, error) {
+// delay after the sender; the sender announces with pcp's provide, or with
+// kad-dht's classic or optimistic one (strategy).
+func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Duration, strategy string) (meeting, error) {
 	ctx, cancel := context.WithTimeout(ctx, delay+meetLimit)
 	defer cancel()
 	var m meeting
@@ -175,12 +177,18 @@ func meet(ctx context.Context, net *dhtsim.Network, channel int, delay time.Dura
 			}
 		}
 	}}
-	sd, err := discovery.StartDHT(ctx, sh, false, net.Bootstrap(3), log)
+	start := discovery.StartDHT
+	if strategy == "optimistic" {
+		start = func(ctx context.Context, h host.Host, _ bool, boot []peer.AddrInfo, log status.Logger) (*discovery.DHT, error) {
+			return discovery.StartOptimisticDHT(ctx, h, boot, log)
+		}
+	}
+	sd, err := start(ctx, sh, false, net.Bootstrap(3), log)
 	if err != nil {
 		return m, err
 	}
 	defer sd.Close()
-	if classic {
+	if strategy == "classic" {
 		discovery.UseClassicProvide(sd)
 	}
 	go sd.Announce(ctx, channel)
