@@ -29,7 +29,7 @@ import (
 //     bytes sent and not yet delivered when a report arrived (the backlog)
 //     grew by more than a tenth of what was sent between the window's
 //     first and last report, or stayed above fullBacklog. Buffers between
-//     the Writer and the link (a 16 MiB stream window, the kernel's send
+//     the Writer and the link (a stream window of 4 or 16 MiB, the kernel's send
 //     buffer) take the first tens of MiB at once whatever the link's speed,
 //     so the time the output takes a frame says nothing until they are
 //     full; the receiver's count does. An output that holds compression up

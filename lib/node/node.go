@@ -66,7 +66,7 @@ type Config struct {
 	// peers): they are dialled QUIC first.
 	QUICFirst []ma.Multiaddr
 	// Receiver makes a host that receives a transfer: every stream's receive
-	// window starts at yamux's largest (see fullWindow), and the host does
+	// window is granted in full from the start (see fullWindows), and the host does
 	// not answer pings (whose handler stops reading while its echo waits,
 	// and so would let a peer park a full window of data in it).
 	Receiver bool
@@ -122,7 +122,7 @@ func New(cfg Config) (host.Host, error) {
 		opts = append(opts, libp2p.Identity(cfg.Identity))
 	}
 	if cfg.Receiver {
-		opts = append(opts, libp2p.Muxer(yamux.ID, fullWindow()), libp2p.Ping(false))
+		opts = append(opts, libp2p.Muxer(yamux.ID, newFullWindows()), libp2p.Ping(false))
 	}
 	if cfg.Relay != nil {
 		opts = append(opts, cfg.Relay.option(), libp2p.ForceReachabilityPublic())
@@ -278,21 +278,4 @@ func ShortID(id peer.ID) string {
 		return s
 	}
 	return "…" + s[len(s)-6:]
-}
-
-// fullWindow is yamux as go-libp2p configures it, but with every stream's
-// receive window at the largest size (16 MiB) from the start. go-yamux
-// grows a window from 256 KiB only while a window's worth arrives within
-// four round trips, as it measured them when the connection was new (and
-// again every 30 s); once a transfer fills the queue of the slowest link
-// and the kernel's send buffer, a round trip takes several times that, the
-// window stops growing, and the sender waits for window updates with the
-// link idle: 80 of 100 Mbit/s at 20 ms, 32 of 50 Mbit/s at 80 ms (make
-// bench-link). A window is permission, not memory: the receiver holds only
-// what its reader has not taken yet, so this costs memory (up to 16 MiB)
-// only when the output is slower than the link.
-func fullWindow() *yamux.Transport {
-	cfg := *yamux.DefaultTransport.Config()
-	cfg.InitialStreamWindowSize = cfg.MaxStreamWindowSize
-	return (*yamux.Transport)(&cfg)
 }

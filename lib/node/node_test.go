@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -229,12 +231,52 @@ func TestReceiverGrantsTheFullWindowAtOnce(t *testing.T) {
 		t.Fatalf("a default host took %d unread bytes; its window should start at 256 KiB", got)
 	}
 	receiver := loopbackHost(t, Config{Receiver: true})
-	if got := unreadWindow(t, receiver); got < 15<<20 {
-		t.Fatalf("a receiver took %d unread bytes, want its full window of 16 MiB at once", got)
+	if got := unreadWindow(t, receiver); got < localWindow-256<<10 || got > localWindow+1<<20 {
+		t.Fatalf("a receiver took %d unread bytes from a peer on loopback, want its local window of %d at once", got, localWindow)
 	}
 	for _, p := range receiver.Mux().Protocols() {
 		if p == ping.ID {
 			t.Fatalf("a receiver serves %s, whose handler stops reading", p)
+		}
+	}
+
+	// A peer at a public address (here on this namespace's loopback device,
+	// so that the connection comes from it) gets the wide window.
+	const public = "203.0.113.7"
+	if out, err := exec.Command("ip", "addr", "add", public+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "addr", "del", public+"/32", "dev", "lo").Run()
+	wide, err := New(Config{Listen: []string{"/ip4/" + public + "/tcp/0"}, Receiver: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close()
+	if got := unreadWindow(t, wide); got < wideWindow-256<<10 {
+		t.Fatalf("a receiver took %d unread bytes from a peer at a public address, want its wide window of %d at once", got, wideWindow)
+	}
+}
+
+func TestIsLocal(t *testing.T) {
+	for _, c := range []struct {
+		addr net.Addr
+		want bool
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("::1")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("192.168.1.20")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("10.1.2.3")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("172.20.0.5")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("fd12::5")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("fe80::1")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("169.254.3.4")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("100.64.1.1")}, false}, // carrier-grade NAT, and Tailscale across the world
+		{&net.TCPAddr{IP: net.ParseIP("203.0.113.7")}, false},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8::1")}, false},
+		{&net.UDPAddr{IP: net.ParseIP("127.0.0.1")}, false},
+	} {
+		if got := isLocal(c.addr); got != c.want {
+			t.Errorf("isLocal(%v %v) = %v, want %v", c.addr.Network(), c.addr, got, c.want)
 		}
 	}
 }
