@@ -55,19 +55,12 @@ func shouldCollect(last, now heapSample, min uint64) bool {
 func collectSteadily(ctx context.Context, interval time.Duration, min uint64) {
 	m := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	last := readHeapSample(m)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		now := readHeapSample(m)
 		if shouldCollect(last, now, min) {
 			runtime.GC()
 			now = readHeapSample(m)
 		}
 		last = now
-	}
+	})
 }

@@ -16,6 +16,11 @@ const StatsVariable = "PCP_STATS"
 
 // reportStats writes a stats line to w every interval until ctx ends.
 func reportStats(ctx context.Context, prog string, w io.Writer, interval time.Duration) {
+	every(ctx, interval, func() { fmt.Fprintf(w, "%s: stats: %s\n", prog, statsLine()) })
+}
+
+// every calls f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -23,7 +28,7 @@ func reportStats(ctx context.Context, prog string, w io.Writer, interval time.Du
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fmt.Fprintf(w, "%s: stats: %s\n", prog, statsLine())
+			f()
 		}
 	}
 }
