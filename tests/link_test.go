@@ -52,7 +52,11 @@ type linkSite struct {
 
 func newLinkSite(t testing.TB, p linkProfile) *linkSite {
 	t.Helper()
-	s := &linkSite{t: t, senderIP: "10.90.0.1", receiverIP: "10.90.0.2"}
+	// Addresses of the carrier-grade NAT range: private to libp2p, as a
+	// LAN's are, but not local to a receiving host's choice of window
+	// (node.isLocal), which treats the peer as one across the internet,
+	// as the emulated links are.
+	s := &linkSite{t: t, senderIP: "100.90.0.1", receiverIP: "100.90.0.2"}
 	s.sender = netns.New(t, "sender")
 	s.receiver = netns.New(t, "receiver")
 	s.link = netns.Emulate(t, s.sender, "eth0", s.senderIP+"/24", s.receiver, "eth0", s.receiverIP+"/24", p.shape, p.shape, 1)
