@@ -85,7 +85,12 @@ func (s *Session) reachable(ctx context.Context) {
 		return relayed && node.HolePunchReady(s.Host)
 	}
 	if waitFor(ctx, ready) {
-		s.log.Debugf("reachable %v after the DHT: relayed at %v", time.Since(start).Round(time.Millisecond), node.RelayAddrs(s.Host))
+		took := time.Since(start).Round(time.Millisecond)
+		if relays := node.RelayAddrs(s.Host); len(relays) > 0 {
+			s.log.Debugf("reachable %v after the DHT: relayed at %v", took, relays)
+		} else {
+			s.log.Debugf("reachable %v after the DHT, directly", took)
+		}
 	} else {
 		s.log.Debugf("no relay reservation or hole punching within %v; announcing anyway", ReachWait)
 	}
