@@ -63,16 +63,16 @@ func (d *DHT) provide(ctx context.Context, key cid.Cid, start time.Time) (stored
 	var (
 		wg       sync.WaitGroup
 		n        atomic.Int64
-		asked1   = map[peer.ID]bool{}
+		tried    = map[peer.ID]bool{}
 		known    = map[peer.ID][]byte{} // every server the walk heard of, and its distance to the key
 		findable sync.Once
 	)
 	defer wg.Wait()
 	store := func(p peer.ID) {
-		if asked1[p] || p == self.ID {
+		if tried[p] || p == self.ID {
 			return
 		}
-		asked1[p] = true
+		tried[p] = true
 		wg.Go(func() {
 			if err := putProvider(ctx, d.host, p, key, self); err != nil {
 				if ctx.Err() == nil {
@@ -123,7 +123,7 @@ func (d *DHT) provide(ctx context.Context, key cid.Cid, start time.Time) (stored
 				store(p)
 			}
 			wg.Wait()
-			stored, asked = int(n.Load()), len(asked1)
+			stored, asked = int(n.Load()), len(tried)
 			switch {
 			case stored > 0:
 				return stored, asked, nil
