@@ -14,6 +14,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -27,6 +28,32 @@ const maxKadMessage = 1 << 20
 // askTimeout bounds one direct question to a DHT server.
 const askTimeout = 10 * time.Second
 
+// sendKad sends msg to the DHT server p, to which h is connected, on a
+// stream of its own that ctx bounds (its deadline, and a reset when ctx
+// ends). done resets the stream: call it when finished with it.
+func sendKad(ctx context.Context, h host.Host, p peer.ID, msg *pb.Message) (s network.Stream, done func(), err error) {
+	req, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode request: %w", err)
+	}
+	s, err = node.NewStream(ctx, h, p, dht.ProtocolDHT)
+	if err != nil {
+		return nil, nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	s.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	done = func() {
+		stop()
+		s.Reset()
+	}
+	if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...)); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("send request: %w", err)
+	}
+	return s, done, nil
+}
+
 // askProviders asks the DHT server p, to which h is connected, for the
 // providers of key, on a stream of its own: the message a lookup sends
 // first, without waiting for the routing table. Providers that come without
@@ -34,23 +61,11 @@ const askTimeout = 10 * time.Second
 func askProviders(ctx context.Context, h host.Host, p peer.ID, key cid.Cid) ([]peer.AddrInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
-	s, err := node.NewStream(ctx, h, p, dht.ProtocolDHT)
+	s, done, err := sendKad(ctx, h, p, pb.NewMessage(pb.Message_GET_PROVIDERS, key.Hash(), 0))
 	if err != nil {
 		return nil, err
 	}
-	defer s.Reset() // one question, one answer: nothing else to wait for
-	deadline, _ := ctx.Deadline()
-	s.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-
-	req, err := proto.Marshal(pb.NewMessage(pb.Message_GET_PROVIDERS, key.Hash(), 0))
-	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
-	}
-	if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...)); err != nil {
-		return nil, fmt.Errorf("send request: %w", err)
-	}
+	defer done() // one question, one answer: nothing else to wait for
 	r := bufio.NewReader(s)
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -87,25 +102,13 @@ func askProviders(ctx context.Context, h host.Host, p peer.ID, key cid.Cid) ([]p
 func putProvider(ctx context.Context, h host.Host, p peer.ID, key cid.Cid, self peer.AddrInfo) error {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
-	s, err := node.NewStream(ctx, h, p, dht.ProtocolDHT)
+	msg := pb.NewMessage(pb.Message_ADD_PROVIDER, key.Hash(), 0)
+	msg.ProviderPeers = pb.RawPeerInfosToPBPeers([]peer.AddrInfo{self})
+	s, done, err := sendKad(ctx, h, p, msg)
 	if err != nil {
 		return err
 	}
-	defer s.Reset() // after a clean end a reset does nothing
-	deadline, _ := ctx.Deadline()
-	s.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-
-	msg := pb.NewMessage(pb.Message_ADD_PROVIDER, key.Hash(), 0)
-	msg.ProviderPeers = pb.RawPeerInfosToPBPeers([]peer.AddrInfo{self})
-	req, err := proto.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...)); err != nil {
-		return fmt.Errorf("send request: %w", err)
-	}
+	defer done() // after a clean end a reset does nothing
 	if err := s.CloseWrite(); err != nil {
 		return fmt.Errorf("send request: %w", err)
 	}

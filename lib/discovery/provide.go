@@ -67,7 +67,6 @@ func (d *DHT) provide(ctx context.Context, key cid.Cid, start time.Time) (stored
 		known    = map[peer.ID][]byte{} // every server the walk heard of, and its distance to the key
 		findable sync.Once
 	)
-	defer wg.Wait()
 	store := func(p peer.ID) {
 		if tried[p] || p == self.ID {
 			return
