@@ -107,7 +107,7 @@ func New(cfg Config) (host.Host, error) {
 	}
 	opts := []libp2p.Option{
 		libp2p.ListenAddrStrings(listen...),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(libp2ptls.ID, newBatchedTLS),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.SwarmOpts(swarm.WithDialRanker(ranker(cfg.QUICFirst))),
@@ -123,6 +123,8 @@ func New(cfg Config) (host.Host, error) {
 	}
 	if cfg.Receiver {
 		opts = append(opts, libp2p.Muxer(yamux.ID, newFullWindows()), libp2p.Ping(false))
+	} else {
+		opts = append(opts, libp2p.Muxer(yamux.ID, wholeMessages()))
 	}
 	if cfg.Relay != nil {
 		opts = append(opts, cfg.Relay.option(), libp2p.ForceReachabilityPublic())

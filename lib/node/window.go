@@ -40,11 +40,24 @@ func newFullWindows() fullWindows {
 	return fullWindows{local: fullWindow(localWindow), wide: fullWindow(wideWindow)}
 }
 
-// fullWindow is go-libp2p's yamux with its windows at size from the start.
+// fullWindow is wholeMessages with its windows at size from the start.
 func fullWindow(size uint32) *yamux.Transport {
-	cfg := *yamux.DefaultTransport.Config()
+	cfg := *wholeMessages().Config()
 	cfg.MaxStreamWindowSize = size
 	cfg.InitialStreamWindowSize = size
+	return (*yamux.Transport)(&cfg)
+}
+
+// messageSize is the largest yamux message a host sends, four times
+// go-yamux's 64 KiB: a stream's data goes to TLS, and so to the socket
+// (batchedTLS), in pieces of this size. Every yamux takes messages of any
+// size within the window it granted.
+const messageSize = 256 << 10
+
+// wholeMessages is go-libp2p's yamux sending messages of up to messageSize.
+func wholeMessages() *yamux.Transport {
+	cfg := *yamux.DefaultTransport.Config()
+	cfg.MaxMessageSize = messageSize
 	return (*yamux.Transport)(&cfg)
 }
 
