@@ -2,7 +2,8 @@
 # bench/bench.sh: pcp's benchmark, run by `make bench` (PCP_BIN=bin/).
 #
 # It measures, on loopback:
-#   1. raw TCP throughput: 1 GiB through one plain TCP connection (bench/tcpcopy);
+#   1. raw TCP throughput: 1 GiB through one plain TCP connection (bench/tcpcopy),
+#      in turn with
 #   2. pcp-pipe throughput: the same 1 GiB through pcp-pipe send/recv found by
 #      mDNS, the data phase (the receiver's own figure) and the wall time
 #      including discovery and authentication; the ratio to raw TCP; and a
@@ -30,7 +31,7 @@
 # and the scratch files live in a temporary directory removed on exit.
 #
 # Environment: PCP_BIN (the directory of pcp and pcp-pipe; default bin/),
-# BENCH_RUNS (1 GiB runs of raw TCP and of pcp-pipe, default 3),
+# BENCH_RUNS (1 GiB runs of raw TCP and of pcp-pipe, in turn, default 5),
 # BENCH_DHT_RUNS (rendezvous runs, default 5), BENCH_SEND_RUNS (pcp send
 # runs of each content and level, default 3).
 #
@@ -41,7 +42,7 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 big=$((1 << 30))
 small=$((64 << 20))
-runs=${BENCH_RUNS:-3}
+runs=${BENCH_RUNS:-5}
 dht_runs=${BENCH_DHT_RUNS:-5}
 send_runs=${BENCH_SEND_RUNS:-3}
 [[ $runs =~ ^[1-9][0-9]*$ && $dht_runs =~ ^[1-9][0-9]*$ && $send_runs =~ ^[1-9][0-9]*$ ]] ||
@@ -79,10 +80,10 @@ printf 'inputs: 1 GiB of text (%d-line chunks of %.1f MB, repeated) made in %.1f
 echo
 
 # --- 1. raw TCP ------------------------------------------------------------
-echo "== raw TCP: 1 GiB over one TCP connection on 127.0.0.1, 256 KiB buffers, $runs runs"
-tcp_rates=()
-for ((i = 1; i <= runs; i++)); do
-	port=$((40000 + i))
+# tcp_run I: one raw TCP copy of the 1 GiB input. Sets t_rate (MB/s) and
+# prints its line.
+tcp_run() {
+	local i=$1 port=$((40000 + $1)) r s rc bytes secs
 	spawn 60 /dev/null /dev/null "$tmp/tcp$i.recv.err" "$tcpcopy" run -o "$tmp/tcp$i.recv.run" -- "$tcpcopy" recv "127.0.0.1:$port"
 	r=$spawned
 	spawn 60 "$tmp/in-1g" /dev/null "$tmp/tcp$i.send.err" "$tcpcopy" run -o "$tmp/tcp$i.send.run" -- "$tcpcopy" send "127.0.0.1:$port"
@@ -95,14 +96,10 @@ for ((i = 1; i <= runs; i++)); do
 	read -r bytes secs < <(sed -n 's/^tcpcopy: received \([0-9]*\) bytes in \([0-9.]*\) s$/\1 \2/p' "$tmp/tcp$i.recv.err") ||
 		{ show "$tmp/tcp$i.recv.err"; fail "raw TCP run $i: no result line"; }
 	[[ $bytes == "$big" ]] || fail "raw TCP run $i: received $bytes bytes, want $big"
-	rate=$(calc 'b / s / 1e6' b="$bytes" s="$secs")
-	tcp_rates+=("$rate")
-	printf '  raw tcp run %d        %.3f s   %6.0f MB/s   %.2f GB/s | CPU send %.2f s, recv %.2f s\n' "$i" "$secs" "$rate" "$(calc 'r / 1000' r="$rate")" \
+	t_rate=$(calc 'b / s / 1e6' b="$bytes" s="$secs")
+	printf '  raw tcp run %d        %.3f s   %6.0f MB/s   %.2f GB/s | CPU send %.2f s, recv %.2f s\n' "$i" "$secs" "$t_rate" "$(calc 'r / 1000' r="$t_rate")" \
 		"$(cpu "$tmp/tcp$i.send.run")" "$(cpu "$tmp/tcp$i.recv.run")"
-done
-tcp_rate=$(median "${tcp_rates[@]}")
-printf 'raw tcp:               %.0f MB/s   %.2f GB/s   (median of %d)\n' "$tcp_rate" "$(calc 'r / 1000' r="$tcp_rate")" "$runs"
-echo
+}
 
 # --- 2. pcp-pipe -----------------------------------------------------------
 # pipe_run TAG INPUT OUTPUT BYTES: one pcp-pipe transfer found by mDNS. Both
@@ -146,10 +143,12 @@ pipe_run() {
 	p_cpu_recv=$(cpu "$tmp/$tag.recv.run")
 }
 
-echo "== pcp-pipe: 1 GiB, send --discovery mdns --code CODE < input, recv CODE > /dev/null, $runs runs"
-data_rates=() wall_rates=() rss_big=()
+echo "== raw TCP and pcp-pipe in turn, $runs runs each: 1 GiB over one TCP connection on 127.0.0.1 with 256 KiB buffers (bench/tcpcopy); pcp-pipe send --discovery mdns --code CODE < input, recv CODE > /dev/null"
+tcp_rates=() data_rates=() wall_rates=() rss_big=()
 transport=
 for ((i = 1; i <= runs; i++)); do
+	tcp_run "$i"
+	tcp_rates+=("$t_rate")
 	pipe_run "pipe$i" "$tmp/in-1g" /dev/null "$big"
 	data_rates+=("$(calc 'b / d / 1e6' b="$big" d="$p_data")")
 	wall_rates+=("$(calc 'b / w / 1e6' b="$big" w="$p_wall")")
@@ -163,6 +162,8 @@ for ((i = 1; i <= runs; i++)); do
 		"$i" "$p_data" "${data_rates[-1]}" "$(calc 'r / 1000' r="${data_rates[-1]}")" \
 		"$p_wall" "${wall_rates[-1]}" "$p_found" "$p_transport" "$p_rss_mb" "$p_cpu_send" "$p_cpu_recv"
 done
+tcp_rate=$(median "${tcp_rates[@]}")
+printf 'raw tcp:               %.0f MB/s   %.2f GB/s   (median of %d)\n' "$tcp_rate" "$(calc 'r / 1000' r="$tcp_rate")" "$runs"
 data_rate=$(median "${data_rates[@]}")
 wall_rate=$(median "${wall_rates[@]}")
 ratio=$(calc 'p / t' p="$data_rate" t="$tcp_rate")
