@@ -19,7 +19,7 @@ import (
 // countedConn counts the system calls a connection's user makes.
 type countedConn struct {
 	net.Conn
-	reads, writes atomic.Int64
+	reads, writes, written atomic.Int64
 }
 
 func (c *countedConn) Read(p []byte) (int, error) {
@@ -29,7 +29,9 @@ func (c *countedConn) Read(p []byte) (int, error) {
 
 func (c *countedConn) Write(p []byte) (int, error) {
 	c.writes.Add(1)
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
 }
 
 // tlsPair connects a client and a server over TCP on loopback, each socket
@@ -120,16 +122,22 @@ func TestBatchedTLSWritesWholeAndReadsAhead(t *testing.T) {
 	c, s, craw, sraw := tlsPair(t, batched, batched)
 	data := make([]byte, 4*messageSize)
 	rand.Read(data)
-	w0, r0 := craw.writes.Load(), sraw.reads.Load()
+	w0, b0, r0 := craw.writes.Load(), craw.written.Load(), sraw.reads.Load()
 	for p := data; len(p) > 0; p = p[messageSize:] {
 		if _, err := c.Write(p[:messageSize]); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The writes return once queued: wait until all of it is in the
+	// receiver's socket (4 MiB of buffers) before reading.
+	for deadline := time.Now().Add(10 * time.Second); craw.written.Load()-b0 < int64(len(data)); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d bytes reached the socket within 10s", craw.written.Load()-b0, len(data))
+		}
+	}
 	if w := craw.writes.Load() - w0; w != 4 {
 		t.Errorf("4 writes of %d bytes made %d writes to the socket, want 4", messageSize, w)
 	}
-	// All of it is in the receiver's socket now (4 MiB of buffers).
 	got := make([]byte, len(data))
 	if _, err := io.ReadFull(s, got); err != nil {
 		t.Fatal(err)
@@ -184,5 +192,59 @@ func TestBatchedTLSSpeaksPlainTLS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBatchedTLSCloseSendsEverything: the writes return before their
+// records reach the socket, but a Close right after them delivers them all
+// before the connection closes: the peer reads every byte, then the end.
+func TestBatchedTLSCloseSendsEverything(t *testing.T) {
+	c, s, _, _ := tlsPair(t, batched, plain)
+	data := make([]byte, 8*messageSize)
+	rand.Read(data)
+	read := make(chan []byte, 1)
+	go func() {
+		b, err := io.ReadAll(s)
+		if err != nil {
+			t.Errorf("read to the end: %v", err)
+		}
+		read <- b
+	}()
+	for p := data; len(p) > 0; p = p[messageSize:] {
+		if _, err := c.Write(p[:messageSize]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	select {
+	case got := <-read:
+		if !bytes.Equal(got, data) {
+			t.Fatalf("the peer read %d bytes, not the %d written", len(got), len(data))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer read no end of stream within 10s")
+	}
+}
+
+// TestBatchedTLSWriteFailsOnceThePeerIsGone: a write behind that fails
+// fails a later write, and nothing hangs.
+func TestBatchedTLSWriteFailsOnceThePeerIsGone(t *testing.T) {
+	c, s, _, sraw := tlsPair(t, batched, plain)
+	sraw.Conn.(*net.TCPConn).SetLinger(0) // closing resets the connection
+	s.Close()
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	data := make([]byte, messageSize)
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = c.Write(data)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err == nil {
+		t.Fatal("100 writes to a peer that reset the connection all succeeded")
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the writes timed out instead of failing: %v", err)
 	}
 }
