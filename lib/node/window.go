@@ -50,8 +50,9 @@ func fullWindow(size uint32) *yamux.Transport {
 
 // messageSize is the largest yamux message a host sends, four times
 // go-yamux's 64 KiB: a stream's data goes to TLS, and so to the socket
-// (batchedTLS), in pieces of this size. Every yamux takes messages of any
-// size within the window it granted.
+// (batchedTLS), in pieces of this size. go-yamux, which every pcp runs,
+// takes messages of any size within the window it granted; what pcp sends
+// to other peers (the DHT's messages) is far smaller than 64 KiB anyway.
 const messageSize = 256 << 10
 
 // wholeMessages is go-libp2p's yamux sending messages of up to messageSize.
