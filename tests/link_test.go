@@ -243,7 +243,10 @@ func (s *linkSite) crocSend(croc, home, input, dir string) transferRun {
 	t := s.t
 	c := "pcp-bench-" + strings.ReplaceAll(newCode(t), "-", "")
 	relay := s.senderIP + ":9009"
-	env := []string{"HOME=" + home, "CROC_RELAY=", "CROC_PASS=", "CROC_SECRET="}
+	// croc keeps its config under XDG_CONFIG_HOME: in home, not in the
+	// harness's /nonexistent/pcp-tests, which it would create as root (and a
+	// test that runs pcp as nobody would then fail to read its config).
+	env := []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "CROC_RELAY=", "CROC_PASS=", "CROC_SECRET="}
 	sc := s.sender.Command(croc, "--relay", relay, "--pass", "bench", "send", "--no-local", input)
 	sc.Env = append(env, "CROC_SECRET="+c)
 	sc.Dir = home
@@ -352,7 +355,7 @@ func BenchmarkLink(b *testing.B) {
 			site := newLinkSite(b, p)
 			if croc != "" {
 				rc := site.sender.Command(croc, "--pass", "bench", "relay", "--host", site.senderIP)
-				rc.Env = []string{"HOME=" + scratch}
+				rc.Env = []string{"HOME=" + scratch, "XDG_CONFIG_HOME=" + filepath.Join(scratch, ".config")}
 				start(b, rc, nil)
 			}
 			for _, data := range []struct{ name, path string }{{"random", random}, {"text", text}} {
