@@ -51,16 +51,7 @@ func TestTransferThroughPrivateDHT(t *testing.T) {
 func TestTransferOverMDNSBetweenNamespaces(t *testing.T) {
 	netns.Require(t)
 	a, b := lan(t, "lan", "10.77.0")
-	c := newCode(t)
-	data := randomBytes(t, 2<<20)
-
-	send := start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c, "-v"), bytes.NewReader(data))
-	recv := start(t, b.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--timeout", "20s", "-v", c), nil)
-	recv.expectExit(30*time.Second, 0)
-	send.expectExit(10*time.Second, 0)
-	if !bytes.Equal(recv.stdout.Bytes(), data) {
-		t.Fatalf("received %d bytes that differ from the %d sent", len(recv.stdout.Bytes()), len(data))
-	}
+	send, recv := pipeOverMDNS(t, a, b, 2<<20)
 	stderr := recv.stderr.String()
 	if !strings.Contains(stderr, "found by mdns") {
 		t.Fatalf("the receiver did not report finding the peer by mDNS:\n%s", stderr)
@@ -68,6 +59,49 @@ func TestTransferOverMDNSBetweenNamespaces(t *testing.T) {
 	if !strings.Contains(stderr, "10.77.0.1") && !strings.Contains(send.stderr.String(), "10.77.0.2") {
 		t.Logf("note: the status lines do not name the LAN address")
 	}
+	// On the local network the data takes a lane of its own (lib/lane).
+	for _, side := range []*proc{send, recv} {
+		if !strings.Contains(side.stderr.String(), "data over a lane of its own") {
+			t.Fatalf("a side did not say that the data took a lane:\n%s", side.stderr.String())
+		}
+	}
+}
+
+// A receiver whose firewall drops every new TCP connection from outside
+// (its own connection to the sender goes out): the sender cannot reach the
+// lane it offers, says so with -v, and sends over the libp2p stream; the
+// bytes arrive intact.
+func TestLaneBlockedByAFirewall(t *testing.T) {
+	netns.Require(t)
+	needIPTables(t)
+	a, b := lan(t, "lanefw", "10.78.0")
+	for _, tables := range []string{"iptables", "ip6tables"} {
+		b.Run(t, tables, "-A", "INPUT", "-i", "eth0", "-p", "tcp", "--syn", "-j", "DROP")
+	}
+	send, recv := pipeOverMDNS(t, a, b, 4<<20)
+	if s := send.stderr.String(); !strings.Contains(s, "no lane for the data") || strings.Contains(s, "data over a lane of its own") {
+		t.Fatalf("the sender did not say that it could not reach the lane:\n%s", s)
+	}
+	if s := recv.stderr.String(); strings.Contains(s, "data over a lane of its own") {
+		t.Fatalf("the receiver says that the data took a lane:\n%s", s)
+	}
+}
+
+// pipeOverMDNS sends size random bytes with pcp-pipe -v from a to b, which
+// find each other by mDNS, and checks that both exit 0 and that the bytes
+// arrive intact.
+func pipeOverMDNS(t *testing.T, a, b *netns.Namespace, size int) (send, recv *proc) {
+	t.Helper()
+	c := newCode(t)
+	data := randomBytes(t, size)
+	send = start(t, a.Command(binary(t, "pcp-pipe"), "send", "--discovery", "mdns", "--code", c, "-v"), bytes.NewReader(data))
+	recv = start(t, b.Command(binary(t, "pcp-pipe"), "recv", "--discovery", "mdns", "--timeout", "20s", "-v", c), nil)
+	recv.expectExit(30*time.Second, 0)
+	send.expectExit(10*time.Second, 0)
+	if !bytes.Equal(recv.stdout.Bytes(), data) {
+		t.Fatalf("received %d bytes that differ from the %d sent", len(recv.stdout.Bytes()), len(data))
+	}
+	return send, recv
 }
 
 // A wrong code: the receiver says so at once, exits 3 at its timeout, and

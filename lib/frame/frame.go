@@ -58,6 +58,12 @@ const (
 	// the header says the sender takes it; the payloads of all HAVE
 	// frames together make one message.
 	Have Type = 'V'
+	// Lane offers a data path of the pipe's own beside the stream (the
+	// receiver, between the HEADER and the ACCEPT, when the header says
+	// the sender takes one: a port and a key), and says that the sender
+	// took it (the sender, right after the ACCEPT: the address of its end;
+	// its last frame on the stream).
+	Lane Type = 'L'
 )
 
 // String names a frame type for error messages.
@@ -95,6 +101,8 @@ func (t Type) String() string {
 		return "RESUME"
 	case Have:
 		return "HAVE"
+	case Lane:
+		return "LANE"
 	}
 	return fmt.Sprintf("unknown(0x%02x)", byte(t))
 }

@@ -275,8 +275,8 @@ func TestIsLocal(t *testing.T) {
 		{&net.TCPAddr{IP: net.ParseIP("2001:db8::1")}, false},
 		{&net.UDPAddr{IP: net.ParseIP("127.0.0.1")}, false},
 	} {
-		if got := isLocal(c.addr); got != c.want {
-			t.Errorf("isLocal(%v %v) = %v, want %v", c.addr.Network(), c.addr, got, c.want)
+		if got := IsLocal(c.addr); got != c.want {
+			t.Errorf("IsLocal(%v %v) = %v, want %v", c.addr.Network(), c.addr, got, c.want)
 		}
 	}
 }

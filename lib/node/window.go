@@ -64,16 +64,16 @@ func wholeMessages() *yamux.Transport {
 
 // NewConn implements network.Multiplexer.
 func (w fullWindows) NewConn(c net.Conn, isServer bool, scope network.PeerScope) (network.MuxedConn, error) {
-	if isLocal(c.RemoteAddr()) {
+	if IsLocal(c.RemoteAddr()) {
 		return w.local.NewConn(c, isServer, scope)
 	}
 	return w.wide.NewConn(c, isServer, scope)
 }
 
-// isLocal says whether addr is on this machine or the local network. A
+// IsLocal says whether addr is on this machine or the local network. A
 // relayed connection, or any address that is not TCP's, is not: yamux
 // runs over TCP only (QUIC has its own streams).
-func isLocal(addr net.Addr) bool {
+func IsLocal(addr net.Addr) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok {
 		return false

@@ -38,15 +38,19 @@ type Timing struct {
 	// Decision is how long the sender waits for the receiver to accept or
 	// refuse the header (a person may be asked).
 	Decision time.Duration
+	// LaneWait is how long the receiver waits for the sender's lane after
+	// the sender said that it took it.
+	LaneWait time.Duration
 }
 
 // DefaultTiming is the timing of the protocol: heartbeats after 2 s of
 // silence, the peer gone after 10 s without a frame, stalled after 60 s
-// without taking data, 5 minutes to decide on the header.
+// without taking data, 5 minutes to decide on the header, 5 s for the
+// sender's lane to come.
 func DefaultTiming() Timing {
 	return Timing{
 		Heartbeat: 2 * time.Second, PeerTimeout: 10 * time.Second, CloseWait: 5 * time.Second, AbortWait: time.Second,
-		Stall: time.Minute, Decision: 5 * time.Minute,
+		Stall: time.Minute, Decision: 5 * time.Minute, LaneWait: 5 * time.Second,
 	}
 }
 
@@ -69,6 +73,9 @@ func (t Timing) orDefault() Timing {
 	}
 	if t.Decision <= 0 {
 		t.Decision = d.Decision
+	}
+	if t.LaneWait <= 0 {
+		t.LaneWait = d.LaneWait
 	}
 	return t
 }

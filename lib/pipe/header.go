@@ -27,6 +27,9 @@ type Header struct {
 	// what the receiver already holds of the offer. Send sets it when
 	// Options.Had is set.
 	Holdings bool `json:"holdings,omitempty"`
+	// Lane tells that the sender takes a lane offer (a LANE frame) before
+	// the ACCEPT. Send sets it when Options.DialLane is set.
+	Lane bool `json:"lane,omitempty"`
 	// Skipped counts what the sender left out of the folders it offers,
 	// by reason (pcp send: "outside", "special", "broken", "excluded").
 	// A receiver describes the reasons it knows in its own words.

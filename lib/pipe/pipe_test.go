@@ -42,6 +42,7 @@ var testTiming = Timing{
 	AbortWait:   500 * time.Millisecond,
 	Stall:       3 * time.Second,
 	Decision:    3 * time.Second,
+	LaneWait:    300 * time.Millisecond, // shorter than PeerTimeout, as by default: the receiver gives up on a lane first
 }
 
 // testWait bounds every wait for a side of a transfer in these tests.
@@ -1048,6 +1049,7 @@ func TestHostileSender(t *testing.T) {
 		{"ack from the sender", nil, fr(frame.Ack, "")},
 		{"accept from the sender", nil, fr(frame.Accept, "")},
 		{"pake after accept", nil, fr(frame.PAKE, "{}")},
+		{"lane that was not offered", nil, fr(frame.Lane, "127.0.0.1:1")},
 		{"malformed header JSON", fr(frame.Header, `{"kind":`), nil},
 		{"header not an object", fr(frame.Header, `[1,2,3]`), nil},
 		{"header with trailing garbage", fr(frame.Header, `{"kind":"raw","size":-1}x`), nil},
@@ -1146,6 +1148,7 @@ func TestHostileReceiver(t *testing.T) {
 		{"data instead of accept", []byte{byte(frame.Data), 0, 0, 0, 1, 'x'}, false, wantProtocolError},
 		{"oversized answer", []byte{byte(frame.Accept), 0xff, 0xff, 0xff, 0xff}, false, wantProtocolError},
 		{"holdings to a sender that did not ask", []byte{byte(frame.Have), 0, 0, 0, 1, 'x'}, false, wantProtocolError},
+		{"lane offer to a sender that did not ask", []byte{byte(frame.Lane), 0, 0, 0, 1, 'x'}, false, wantProtocolError},
 		{"ack before end", []byte{byte(frame.Ack), 0, 0, 0, 0}, true, wantProtocolError},
 		{"unknown frame during data", []byte{'?', 0, 0, 0, 0}, true, wantProtocolError},
 		{"received more than was sent", append([]byte{byte(frame.Received), 0, 0, 0, 8}, 0x7f, 0, 0, 0, 0, 0, 0, 0), true, wantProtocolError},

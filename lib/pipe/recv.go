@@ -71,6 +71,15 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			holdings = holdings[len(part):]
 		}
 	}
+	lane, err := offerLane(c, h, opt)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if lane != nil {
+			lane.Close()
+		}
+	}()
 	if err := c.send(frame.Accept, []byte(opt.Note)); err != nil {
 		return 0, fmt.Errorf("send accept: %w", err)
 	}
@@ -128,7 +137,29 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			continue
 		}
 		switch t {
+		case frame.Lane:
+			if lane == nil || flowed {
+				return n, protocolErrorf("unexpected %v frame", t)
+			}
+			ls, err := acceptLane(ctx, lane, p, c.timing.LaneWait)
+			lane = nil
+			if err != nil {
+				// The sender went over to a lane this side could not take:
+				// only a new stream mends that.
+				if err := rejoin(err, err); err != nil {
+					return n, err
+				}
+				continue
+			}
+			// The stream stays open, idle, until the transfer ends.
+			stop()
+			c = newConn(ctx, ls, opt.Timing)
+			stop = c.start()
 		case frame.Data:
+			if lane != nil {
+				lane.Close() // the sender did not take it
+				lane = nil
+			}
 			flowed = true
 			digest.Write(p)
 			if m, err := dst.Write(p); err != nil {

@@ -71,6 +71,18 @@ type Options struct {
 	// when the report arrived: the difference is what the link and the
 	// buffers on the way hold.
 	Delivered func(delivered, sent int64)
+	// Lane (receiver only), if set, opens a data path of the pipe's own
+	// beside the stream, for a sender that takes one: its offer goes to the
+	// sender before the ACCEPT. Nil (or an error) keeps the data on the
+	// stream, as does a sender that does not dial it.
+	Lane func() (LaneListener, error)
+	// DialLane (sender only), if set, dials a receiver's lane offer within
+	// ctx and returns the lane and its address at this end, which the
+	// receiver checks. The rest of the transfer then goes over the lane,
+	// and the stream stays idle until it ends; an error keeps the data on
+	// the stream. A lane that breaks is replaced as a stream is, through
+	// Reconnect.
+	DialLane func(ctx context.Context, offer []byte) (Stream, []byte, error)
 }
 
 // Send offers h, then streams src to the receiver. It returns the number of
@@ -94,6 +106,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 
 	h.Progress = true
 	h.Holdings = opt.Holds != nil
+	h.Lane = opt.DialLane != nil
 	hb, err := h.marshal()
 	if err != nil {
 		return 0, err
@@ -102,7 +115,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		return 0, fmt.Errorf("send header: %w", err)
 	}
 	decided := time.Now().Add(c.timing.Decision)
-	var holdings []byte
+	var holdings, lane []byte
 	for {
 		t, p, err := c.nextBefore(decided)
 		if errors.Is(err, errNoStep) {
@@ -118,8 +131,15 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 			holdings = append(holdings, p...)
 			continue
 		}
+		if t == frame.Lane && opt.DialLane != nil && lane == nil {
+			lane = append([]byte{}, p...)
+			continue
+		}
 		if err := decision(t, p, holdings, opt); err != nil {
 			return 0, err
+		}
+		if lane != nil {
+			snd.takeLane(lane)
 		}
 		return snd.run(src)
 	}

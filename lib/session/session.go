@@ -260,6 +260,7 @@ func (s *Session) Send(ctx context.Context, c code.Code, h pipe.Header, src io.R
 		defer stop()
 		s.resumable(&popt, reconnect, "the receiver")
 	}
+	s.dialLanes(&popt, stream)
 	n, err := pipe.Send(ctx, stream, h, src, popt)
 	res.Bytes = n
 	res.finish()
@@ -294,6 +295,7 @@ func (s *Session) Receive(ctx context.Context, c code.Code, dst io.Writer, timeo
 		defer stop()
 		s.resumable(&popt, reconnect, "the sender")
 	}
+	s.offerLanes(&popt, stream)
 	n, err := pipe.Receive(ctx, stream, dst, popt)
 	res.Bytes = n
 	res.finish()

@@ -1,0 +1,228 @@
+package pipe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pcp-dev/pcp/internal/netns"
+	"github.com/pcp-dev/pcp/lib/lane"
+)
+
+// lanes gives both sides of a pipe real lanes (lib/lane) on 127.0.0.1, as
+// the session does on the local network, and keeps what happened to them.
+type lanes struct {
+	dialErr error  // if set, the sender's dial fails with it
+	from    string // if set, the sender names this address for its end
+
+	mu        sync.Mutex
+	listeners []*lane.Listener
+	accepted  []*lane.Conn
+}
+
+func (l *lanes) options(send, recv Options) (Options, Options) {
+	send.DialLane = func(ctx context.Context, offer []byte) (Stream, []byte, error) {
+		if l.dialErr != nil {
+			return nil, nil, l.dialErr
+		}
+		o, err := lane.ParseOffer(offer)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := lane.Dial(ctx, net.IPv4(127, 0, 0, 1), o)
+		if err != nil {
+			return nil, nil, err
+		}
+		from := c.LocalAddr().String()
+		if l.from != "" {
+			from = l.from
+		}
+		return c, []byte(from), nil
+	}
+	recv.Lane = func() (LaneListener, error) {
+		ln, err := lane.Listen(net.IPv4(127, 0, 0, 1))
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.listeners = append(l.listeners, ln)
+		return laneListener{ln, l}, nil
+	}
+	return send, recv
+}
+
+func (l *lanes) lanes() (listened int, accepted []*lane.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.listeners), append([]*lane.Conn{}, l.accepted...)
+}
+
+type laneListener struct {
+	*lane.Listener
+	l *lanes
+}
+
+func (ll laneListener) Offer() []byte { return ll.Listener.Offer().Marshal() }
+
+func (ll laneListener) Accept(ctx context.Context, from []byte) (Stream, error) {
+	c, err := ll.Listener.Accept(ctx, string(from))
+	if err != nil {
+		return nil, err
+	}
+	ll.l.mu.Lock()
+	defer ll.l.mu.Unlock()
+	ll.l.accepted = append(ll.l.accepted, c)
+	return c, nil
+}
+
+// countingStream counts the bytes written to a stream.
+type countingStream struct {
+	*net.TCPConn
+	n atomic.Int64
+}
+
+func (c *countingStream) Write(b []byte) (int, error) {
+	n, err := c.TCPConn.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// stillListening says whether ln's port still takes connections.
+func stillListening(ln *lane.Listener) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", itoa(ln.Offer().Port)), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func itoa(p uint16) string { return (&net.TCPAddr{Port: int(p)}).String()[1:] }
+
+// With lanes on both sides the data, the receiver's reports and its ACK go
+// over the lane, and the stream carries only what comes before: the
+// header, the offer, the ACCEPT and the LANE frame.
+func TestDataGoesOverTheLane(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	const size = 16 << 20
+	a, b := tcpPair(t)
+	sa, sb := &countingStream{TCPConn: a}, &countingStream{TCPConn: b}
+	var l lanes
+	var reports atomic.Int64
+	sopt, ropt := l.options(Options{Timing: testTiming, Delivered: func(int64, int64) { reports.Add(1) }}, Options{Timing: testTiming})
+	dst := newHashWriter()
+	recv := async(func() (int64, error) { return Receive(ctx, sb, dst, ropt) })
+	send := async(func() (int64, error) { return Send(ctx, sa, Header{Kind: KindRaw, Size: size}, stream(3, size), sopt) })
+	rr, sr := await(t, recv, "Receive"), await(t, send, "Send")
+	if rr.err != nil || sr.err != nil {
+		t.Fatalf("Receive: %d, %v; Send: %d, %v", rr.n, rr.err, sr.n, sr.err)
+	}
+	if rr.n != size || dst.n != size || !bytes.Equal(dst.sum(), streamSum(t, 3, size)) {
+		t.Fatalf("received %d bytes, want %d, the same bytes", dst.n, size)
+	}
+	listened, accepted := l.lanes()
+	if listened != 1 || len(accepted) != 1 {
+		t.Fatalf("%d lanes offered, %d taken; want one of each", listened, len(accepted))
+	}
+	if n := sa.n.Load(); n > 4096 {
+		t.Errorf("the sender wrote %d bytes on the stream, want only what comes before the data", n)
+	}
+	if n := sb.n.Load(); n > 4096 {
+		t.Errorf("the receiver wrote %d bytes on the stream, want only what comes before the data", n)
+	}
+	if reports.Load() == 0 {
+		t.Error("no report of the receiver's count came back over the lane")
+	}
+}
+
+// A sender that cannot reach the lane sends over the stream, and the
+// receiver stops listening once the data comes there.
+func TestNoLaneKeepsTheStream(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	const size = 4 << 20
+	a, b := tcpPair(t)
+	sa := &countingStream{TCPConn: a}
+	l := lanes{dialErr: errors.New("unreachable")}
+	sopt, ropt := l.options(Options{Timing: testTiming}, Options{Timing: testTiming})
+	dst := newHashWriter()
+	recv := async(func() (int64, error) { return Receive(ctx, b, dst, ropt) })
+	send := async(func() (int64, error) { return Send(ctx, sa, Header{Kind: KindRaw, Size: size}, stream(4, size), sopt) })
+	rr, sr := await(t, recv, "Receive"), await(t, send, "Send")
+	if rr.err != nil || sr.err != nil {
+		t.Fatalf("Receive: %d, %v; Send: %d, %v", rr.n, rr.err, sr.n, sr.err)
+	}
+	if dst.n != size || !bytes.Equal(dst.sum(), streamSum(t, 4, size)) {
+		t.Fatalf("received %d bytes, want %d, the same bytes", dst.n, size)
+	}
+	if n := sa.n.Load(); n < size {
+		t.Errorf("the sender wrote %d bytes on the stream, want the data's %d", n, size)
+	}
+	if listened, _ := l.lanes(); listened != 1 {
+		t.Fatalf("%d lanes offered, want 1", listened)
+	}
+	if stillListening(l.listeners[0]) {
+		t.Error("the receiver still listens for the lane after the transfer")
+	}
+}
+
+// A lane that does not come after the sender said it took it, and a lane
+// that breaks in the middle of the data, are breaks like a stream's: both
+// sides go on over a new stream, where the receiver stood.
+func TestLaneFailuresResume(t *testing.T) {
+	netns.Require(t)
+	const size = 24 << 20
+	for _, how := range []string{"never came", "broke"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := testContext(t)
+			a, b := tcpPair(t)
+			var l lanes
+			if how == "never came" {
+				l.from = "127.0.0.1:1"
+			}
+			r := &rejoiner{t: t}
+			var se, re events
+			progress, reached := progressAt(6 << 20)
+			sopt, ropt := l.options(se.options(Options{Timing: testTiming}, r), re.options(Options{Timing: testTiming, Progress: progress}, r))
+			dst := newHashWriter()
+			recv := async(func() (int64, error) { return Receive(ctx, b, dst, ropt) })
+			send := async(func() (int64, error) {
+				return Send(ctx, a, Header{Kind: KindRaw, Size: size}, stream(5, size), sopt)
+			})
+			if how == "broke" {
+				select {
+				case <-reached:
+				case <-time.After(testWait):
+					t.Fatal("no data flowed")
+				}
+				_, accepted := l.lanes()
+				if len(accepted) != 1 {
+					t.Fatalf("%d lanes taken, want 1", len(accepted))
+				}
+				accepted[0].Close()
+			}
+			rr, sr := await(t, recv, "Receive"), await(t, send, "Send")
+			if rr.err != nil || sr.err != nil {
+				t.Fatalf("Receive: %d, %v; Send: %d, %v", rr.n, rr.err, sr.n, sr.err)
+			}
+			if dst.n != size || !bytes.Equal(dst.sum(), streamSum(t, 5, size)) {
+				t.Fatalf("received %d bytes, want %d, the same bytes", dst.n, size)
+			}
+			sl, sres, _ := se.counts()
+			rl, rres, at := re.counts()
+			if sl != 1 || sres != 1 || rl != 1 || rres != 1 {
+				t.Fatalf("lost/resumed: sender %d/%d, receiver %d/%d; want one of each", sl, sres, rl, rres)
+			}
+			if how == "broke" && at < 6<<20 {
+				t.Fatalf("resumed at %d bytes, after writing at least %d", at, 6<<20)
+			}
+		})
+	}
+}

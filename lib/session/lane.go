@@ -1,0 +1,119 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/pcp-dev/pcp/lib/lane"
+	"github.com/pcp-dev/pcp/lib/node"
+	"github.com/pcp-dev/pcp/lib/pipe"
+)
+
+// laneEnds returns the IP addresses of the two ends of c if a lane may go
+// beside it: a direct TCP connection within this machine or the local
+// network, where the CPU rather than the link limits a transfer (and a new
+// connection from one end to the other goes through as the first did).
+// Link-local addresses are left out: dialling one needs its interface.
+func laneEnds(c network.Conn) (local, remote net.IP, ok bool) {
+	l, err := manet.ToNetAddr(c.LocalMultiaddr())
+	if err != nil {
+		return nil, nil, false
+	}
+	r, err := manet.ToNetAddr(c.RemoteMultiaddr())
+	if err != nil {
+		return nil, nil, false
+	}
+	lt, lok := l.(*net.TCPAddr)
+	rt, rok := r.(*net.TCPAddr)
+	if !lok || !rok || !node.IsLocal(rt) || rt.IP.IsLinkLocalUnicast() {
+		return nil, nil, false
+	}
+	return lt.IP, rt.IP, true
+}
+
+// offerLanes lets the receiver of a pipe over stream offer the sender a
+// lane, when one may go beside the stream's connection.
+func (s *Session) offerLanes(opt *pipe.Options, stream network.Stream) {
+	local, _, ok := laneEnds(stream.Conn())
+	if !ok {
+		return
+	}
+	opt.Lane = func() (pipe.LaneListener, error) {
+		l, err := lane.Listen(local)
+		if err != nil {
+			s.log.Debugf("no lane for the data: %v", err)
+			return nil, err
+		}
+		return &laneListener{l: l, s: s, stream: stream}, nil
+	}
+}
+
+// laneListener is a lane.Listener as the pipe takes it.
+type laneListener struct {
+	l      *lane.Listener
+	s      *Session
+	stream network.Stream
+}
+
+func (l *laneListener) Offer() []byte { return l.l.Offer().Marshal() }
+
+func (l *laneListener) Close() error { return l.l.Close() }
+
+func (l *laneListener) Accept(ctx context.Context, from []byte) (pipe.Stream, error) {
+	c, err := l.l.Accept(ctx, string(from))
+	if err != nil {
+		l.s.log.Debugf("the sender's lane did not come: %v", err)
+		return nil, err
+	}
+	l.s.log.Debugf("data over a lane of its own, from %s", c.RemoteAddr())
+	tie(c, l.stream)
+	return c, nil
+}
+
+// dialLanes lets the sender of a pipe over stream take the receiver's lane
+// offer, when one may go beside the stream's connection.
+func (s *Session) dialLanes(opt *pipe.Options, stream network.Stream) {
+	_, remote, ok := laneEnds(stream.Conn())
+	if !ok {
+		return
+	}
+	opt.DialLane = func(ctx context.Context, offer []byte) (pipe.Stream, []byte, error) {
+		o, err := lane.ParseOffer(offer)
+		if err != nil {
+			s.log.Debugf("no lane for the data: %v", err)
+			return nil, nil, err
+		}
+		c, err := lane.Dial(ctx, remote, o)
+		if err != nil {
+			s.log.Debugf("no lane for the data: %v", err)
+			return nil, nil, fmt.Errorf("dial the receiver's lane: %w", err)
+		}
+		s.log.Debugf("data over a lane of its own, to %s", c.RemoteAddr())
+		tie(c, stream)
+		return c, []byte(c.LocalAddr().String()), nil
+	}
+}
+
+// tie closes lane c once the stream beside it ends. The stream stays open
+// and idle while the data goes over the lane, and what the session does to
+// it also reaches the lane: a rejoin or a nudge resets the stream that the
+// pipe lost (which is now the lane's), and the session closes the stream
+// when the transfer is over. Nothing comes on the stream after the LANE
+// frame; whatever does is dropped.
+func tie(c *lane.Conn, stream network.Stream) {
+	stream.SetReadDeadline(time.Time{}) // the pipe's, for the frames it no longer reads
+	go func() {
+		defer c.Close()
+		var b [512]byte
+		for {
+			if _, err := stream.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+}
