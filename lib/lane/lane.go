@@ -101,6 +101,7 @@ type Conn struct {
 	wmu    sync.Mutex // one Write or CloseWrite at a time
 	seal   cipher.AEAD
 	sealed uint64 // records sealed so far: the next record's number
+	wnonce [12]byte
 	// Written behind: a record is sealed into a spare buffer and queued
 	// for a goroutine that writes it to the socket, so that sealing the
 	// next record and the system call for this one use two cores. There
@@ -114,6 +115,7 @@ type Conn struct {
 
 	open   cipher.AEAD
 	opened uint64
+	rnonce [12]byte
 	rbuf   []byte // rbuf[rpos:rend] arrived and is not yet opened
 	rpos   int
 	rend   int
@@ -337,8 +339,7 @@ func (c *Conn) sealInto(b, p []byte) []byte {
 	}
 	b = b[:size]
 	binary.BigEndian.PutUint32(b, uint32(len(p)+tagSize))
-	var nb [12]byte
-	c.seal.Seal(b[headerSize:headerSize], nonce(&nb, c.sealed), p, b[:headerSize])
+	c.seal.Seal(b[headerSize:headerSize], nonce(&c.wnonce, c.sealed), p, b[:headerSize])
 	c.sealed++
 	return b
 }
@@ -396,13 +397,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	var nb [12]byte
 	size := len(sealed) - tagSize
 	dst := sealed[:0] // opened in place, then copied out bit by bit
 	if len(p) >= size {
 		dst = p[:0] // opened straight into the reader's buffer
 	}
-	plain, err := c.open.Open(dst, nonce(&nb, c.opened), sealed, hdr)
+	plain, err := c.open.Open(dst, nonce(&c.rnonce, c.opened), sealed, hdr)
 	if err != nil {
 		c.rerr = ErrForged
 		return 0, c.rerr
