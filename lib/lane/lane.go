@@ -18,8 +18,9 @@
 // in each direction) as nonce. Each direction has its own key, derived
 // with HKDF-SHA256 from the key of the offer. A record with no plaintext
 // ends the writer's direction (as TLS's close_notify): a connection that
-// ends without one was cut. The dialer's first record is the hello, which
-// proves to the listener that it holds the key.
+// ends without one was cut. Each side's first record is its hello, which
+// proves to the other that it holds the key; the listener greets first,
+// and the dialer writes nothing before it has read that hello.
 package lane
 
 import (
@@ -57,8 +58,11 @@ const (
 	readSize = 16 * (headerSize + MaxRecord + tagSize)
 )
 
-// hello is the dialer's first record.
-var hello = []byte("pcp-lane/1 hello")
+// The hellos, each side's first record: the listener's, then the dialer's.
+var (
+	listenerHello = []byte("pcp-lane/1 listener hello")
+	dialerHello   = []byte("pcp-lane/1 dialer hello")
+)
 
 // ErrCut reports a lane that ended without its writer's closing record.
 var ErrCut = errors.New("lane: the connection ended without its closing record")
@@ -184,7 +188,8 @@ func (c *Conn) failure() error {
 	return c.failed
 }
 
-// Dial connects to the lane that o offers at ip, and sends the hello.
+// Dial connects to the lane that o offers at ip. It writes nothing: the
+// lane is ready once Greet has succeeded.
 func Dial(ctx context.Context, ip net.IP, o Offer) (*Conn, error) {
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(int(o.Port)))
 	var d net.Dialer
@@ -197,16 +202,22 @@ func Dial(ctx context.Context, ip net.IP, o Offer) (*Conn, error) {
 		nc.Close()
 		return nil, err
 	}
-	c := newConn(nc.(*net.TCPConn), dialer, listener)
-	if deadline, ok := ctx.Deadline(); ok {
-		c.SetWriteDeadline(deadline)
-		defer c.SetWriteDeadline(time.Time{})
+	return newConn(nc.(*net.TCPConn), dialer, listener), nil
+}
+
+// Greet waits until ctx ends for the listener's hello and only then sends
+// the dialer's. Until the other end has shown that it holds the key, the
+// dialer writes nothing: a peer that offered the port of some other
+// service at its address (which may be this machine's loopback) gets not
+// one byte into it.
+func (c *Conn) Greet(ctx context.Context) error {
+	if err := c.readHello(ctx, listenerHello); err != nil {
+		return fmt.Errorf("lane %s: %w", c.RemoteAddr(), err)
 	}
-	if _, err := c.Write(hello); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("greet lane %s: %w", addr, err)
+	if _, err := c.Write(dialerHello); err != nil {
+		return fmt.Errorf("lane %s: send hello: %w", c.RemoteAddr(), err)
 	}
-	return c, nil
+	return nil
 }
 
 // Listener waits for the peer's lane.
@@ -235,9 +246,10 @@ func (l *Listener) Offer() Offer {
 func (l *Listener) Close() error { return l.tcp.Close() }
 
 // Accept waits until ctx ends for the connection from the address from
-// (the dialer's end, as it told it) whose first record is the hello.
-// Connections from elsewhere are closed at once; one from there that does
-// not greet within the time left fails the accept.
+// (the dialer's end, as it told it), sends it the listener's hello, and
+// waits for the dialer's. Connections from elsewhere are closed at once;
+// one from there that does not greet within the time left fails the
+// accept.
 func (l *Listener) Accept(ctx context.Context, from string) (*Conn, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -264,7 +276,13 @@ func (l *Listener) Accept(ctx context.Context, from string) (*Conn, error) {
 			return nil, err
 		}
 		c := newConn(nc, listener, dialer)
-		if err := c.greeted(ctx, deadline); err != nil {
+		c.SetWriteDeadline(deadline)
+		_, err = c.Write(listenerHello)
+		if err == nil {
+			err = c.readHello(ctx, dialerHello)
+		}
+		c.SetWriteDeadline(time.Time{})
+		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("lane from %s: %w", from, err)
 		}
@@ -272,17 +290,22 @@ func (l *Listener) Accept(ctx context.Context, from string) (*Conn, error) {
 	}
 }
 
-// greeted reads the dialer's hello.
-func (c *Conn) greeted(ctx context.Context, deadline time.Time) error {
+// readHello reads the peer's first record, which must be want, until ctx
+// ends.
+func (c *Conn) readHello(ctx context.Context, want []byte) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Minute)
+	}
 	c.tcp.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.tcp.SetReadDeadline(time.Now()) })
 	defer stop()
-	buf := make([]byte, len(hello))
+	buf := make([]byte, len(want))
 	n, err := c.Read(buf)
 	if err != nil {
 		return fmt.Errorf("read hello: %w", err)
 	}
-	if string(buf[:n]) != string(hello) || len(c.plain) > 0 {
+	if string(buf[:n]) != string(want) || len(c.plain) > 0 {
 		return errors.New("no hello")
 	}
 	return c.tcp.SetReadDeadline(time.Time{})

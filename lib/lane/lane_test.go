@@ -39,12 +39,24 @@ func lanePair(t *testing.T) (dialer, listener *Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	a, err := l.Accept(ctx, d.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := accept(t, ctx, l, d)
 	t.Cleanup(func() { a.Close() })
 	return d, a
+}
+
+// accept greets from d while l accepts it, and returns l's end.
+func accept(t *testing.T, ctx context.Context, l *Listener, d *Conn) *Conn {
+	t.Helper()
+	greeted := make(chan error, 1)
+	go func() { greeted <- d.Greet(ctx) }()
+	a, err := l.Accept(ctx, d.LocalAddr().String())
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	if err := <-greeted; err != nil {
+		t.Fatalf("greet: %v", err)
+	}
+	return a
 }
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -227,7 +239,7 @@ func tamper(t *testing.T, ln *Listener, at int) (Offer, <-chan string) {
 // in its ciphertext, and in its tag.
 func TestLaneRefusesAChangedRecord(t *testing.T) {
 	netns.Require(t)
-	helloSize := headerSize + len(hello) + tagSize
+	helloSize := headerSize + len(dialerHello) + tagSize
 	for _, c := range []struct {
 		name string
 		at   int
@@ -250,6 +262,7 @@ func TestLaneRefusesAChangedRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
+			go d.Greet(ctx)
 			a, err := ln.Accept(ctx, <-from)
 			if err != nil {
 				t.Fatal(err)
@@ -273,7 +286,8 @@ func TestLaneRefusesAChangedRecord(t *testing.T) {
 
 // The listener takes only the dialer it was told of, and only once it
 // proved that it holds the key: a stranger's connection is closed at once
-// and the wait goes on; a connection without the key fails the accept.
+// and the wait goes on; a dialer without the key learns so from the
+// listener's hello, writes nothing, and the accept fails.
 func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 	netns.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
@@ -294,14 +308,10 @@ func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	a, err := ln.Accept(ctx, d.LocalAddr().String())
-	if err != nil {
-		t.Fatalf("accept with a stranger queued first: %v", err)
-	}
-	defer a.Close()
+	accept(t, ctx, ln, d).Close()
 	stranger.SetReadDeadline(time.Now().Add(testWait))
-	if _, err := stranger.Read(make([]byte, 1)); err == nil {
-		t.Fatal("the stranger's connection is still open")
+	if n, err := stranger.Read(make([]byte, 1)); err == nil || n > 0 {
+		t.Fatalf("the stranger's connection got %d bytes and stays open (%v)", n, err)
 	}
 
 	wrong := ln.Offer()
@@ -310,9 +320,17 @@ func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	if _, err := ln.Accept(ctx, w.LocalAddr().String()); !errors.Is(err, ErrForged) {
-		t.Fatalf("accept of a dialer with the wrong key: %v; want ErrForged", err)
+	greeted := make(chan error, 1)
+	go func() {
+		err := w.Greet(ctx)
+		w.Close()
+		greeted <- err
+	}()
+	if _, err := ln.Accept(ctx, w.LocalAddr().String()); err == nil {
+		t.Fatal("accepted a dialer with the wrong key")
+	}
+	if err := <-greeted; !errors.Is(err, ErrForged) {
+		t.Fatalf("greet with the wrong key: %v; want ErrForged", err)
 	}
 
 	// The right address, but silent: the accept ends with its context.
@@ -329,6 +347,46 @@ func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("the accept of a silent dialer took %v, want its context's 300 ms", took)
+	}
+}
+
+// A peer may offer the port of another service at its address: the dialer
+// writes not one byte to it, whether it speaks first (a banner) or waits.
+func TestDialerWritesNothingToAnotherService(t *testing.T) {
+	netns.Require(t)
+	for _, banner := range []string{"SSH-2.0-OpenSSH_9.6\r\n", "\x00\x00\x00\x30 binary", ""} {
+		srv, err := net.ListenTCP("tcp", &net.TCPAddr{IP: loopback})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan int, 1)
+		go func() {
+			c, err := srv.AcceptTCP()
+			if err != nil {
+				got <- -1
+				return
+			}
+			defer c.Close()
+			c.Write([]byte(banner))
+			c.SetReadDeadline(time.Now().Add(testWait))
+			n, _ := io.Copy(io.Discard, c)
+			got <- int(n)
+		}()
+		o := Offer{Port: uint16(srv.Addr().(*net.TCPAddr).Port)}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		d, err := Dial(ctx, loopback, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Greet(ctx); err == nil {
+			t.Fatalf("banner %q: greeted a service that is not a lane", banner)
+		}
+		cancel()
+		d.Close()
+		if n := <-got; n != 0 {
+			t.Fatalf("banner %q: the service got %d bytes from the dialer, want none", banner, n)
+		}
+		srv.Close()
 	}
 }
 

@@ -26,27 +26,45 @@ type LaneListener interface {
 // sends over the stream.
 const LaneDial = time.Second
 
-// takeLane dials the receiver's lane offer and, once the lane is up, tells
-// the receiver on the stream (a LANE frame with the lane's address at the
-// sender, the stream's last frame) and goes on over the lane. Without a
-// lane the data goes over the stream.
+// takeLane takes the receiver's lane offer: once the lane is dialled, the
+// sender tells the receiver so on the stream (a LANE frame with the lane's
+// address at the sender, its last frame there) and goes on over the lane.
+// A lane that cannot be dialled leaves the data on the stream; one that
+// fails after the receiver was told is a break, which the data phase
+// mends as any other.
 func (s *sender) takeLane(offer []byte) {
-	ctx, cancel := context.WithTimeout(s.ctx, LaneDial)
+	ctx, cancel := context.WithTimeout(s.ctx, s.c.timing.LaneWait)
 	defer cancel()
-	ls, from, err := s.opt.DialLane(ctx, offer)
+	announced := false
+	ls, err := s.opt.DialLane(ctx, offer, func(from []byte) error {
+		announced = true
+		return s.c.send(frame.Lane, from)
+	})
 	if err != nil {
-		return
-	}
-	if err := s.c.send(frame.Lane, from); err != nil {
-		// The stream broke: the first write of the data finds out, and
-		// resumes over a new one.
-		reset(ls)
-		return
+		if !announced {
+			return
+		}
+		ls = brokenLane{err}
 	}
 	// The stream stays open, idle, until the transfer ends.
 	s.stop()
 	s.use(newConn(s.ctx, ls, s.opt.Timing))
 }
+
+// brokenLane stands for a lane that failed after the receiver was told to
+// take it: every read and write fails, as on a stream that broke.
+type brokenLane struct{ err error }
+
+func (b brokenLane) Read([]byte) (int, error)  { return 0, b.failed() }
+func (b brokenLane) Write([]byte) (int, error) { return 0, b.failed() }
+func (b brokenLane) CloseWrite() error         { return b.failed() }
+
+func (brokenLane) SetReadDeadline(time.Time) error  { return nil }
+func (brokenLane) SetWriteDeadline(time.Time) error { return nil }
+
+// failed says why, without the chain: a lane whose greeting timed out is
+// a break to mend, not the transfer's own deadline.
+func (b brokenLane) failed() error { return fmt.Errorf("the lane failed: %v", b.err) }
 
 // offerLane opens the receiver's lane and offers it to the sender, if
 // both sides take lanes; else it returns nil, and the data comes over the

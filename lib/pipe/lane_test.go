@@ -26,23 +26,31 @@ type lanes struct {
 }
 
 func (l *lanes) options(send, recv Options) (Options, Options) {
-	send.DialLane = func(ctx context.Context, offer []byte) (Stream, []byte, error) {
+	send.DialLane = func(ctx context.Context, offer []byte, announce func([]byte) error) (Stream, error) {
 		if l.dialErr != nil {
-			return nil, nil, l.dialErr
+			return nil, l.dialErr
 		}
 		o, err := lane.ParseOffer(offer)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		c, err := lane.Dial(ctx, net.IPv4(127, 0, 0, 1), o)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		from := c.LocalAddr().String()
 		if l.from != "" {
 			from = l.from
 		}
-		return c, []byte(from), nil
+		if err := announce([]byte(from)); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if err := c.Greet(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
 	}
 	recv.Lane = func() (LaneListener, error) {
 		ln, err := lane.Listen(net.IPv4(127, 0, 0, 1))

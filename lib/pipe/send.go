@@ -76,13 +76,15 @@ type Options struct {
 	// sender before the ACCEPT. Nil (or an error) keeps the data on the
 	// stream, as does a sender that does not dial it.
 	Lane func() (LaneListener, error)
-	// DialLane (sender only), if set, dials a receiver's lane offer within
-	// ctx and returns the lane and its address at this end, which the
-	// receiver checks. The rest of the transfer then goes over the lane,
-	// and the stream stays idle until it ends; an error keeps the data on
-	// the stream. A lane that breaks is replaced as a stream is, through
-	// Reconnect.
-	DialLane func(ctx context.Context, offer []byte) (Stream, []byte, error)
+	// DialLane (sender only), if set, takes a receiver's lane offer within
+	// ctx: it dials the lane, calls announce with the address of its end
+	// (the pipe tells the receiver, which takes the lane from there only),
+	// and returns the lane once both ends have greeted each other. An
+	// error before announce keeps the data on the stream; after it, the
+	// receiver waits on the lane, and the transfer goes on as after a
+	// break (through Reconnect). Then the rest of the transfer goes over
+	// the lane, and the stream stays idle until it ends.
+	DialLane func(ctx context.Context, offer []byte, announce func(from []byte) error) (Stream, error)
 }
 
 // Send offers h, then streams src to the receiver. It returns the number of

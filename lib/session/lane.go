@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"time"
 
@@ -82,20 +81,31 @@ func (s *Session) dialLanes(opt *pipe.Options, stream network.Stream) {
 	if !ok {
 		return
 	}
-	opt.DialLane = func(ctx context.Context, offer []byte) (pipe.Stream, []byte, error) {
+	opt.DialLane = func(ctx context.Context, offer []byte, announce func(from []byte) error) (pipe.Stream, error) {
 		o, err := lane.ParseOffer(offer)
 		if err != nil {
 			s.log.Debugf("no lane for the data: %v", err)
-			return nil, nil, err
+			return nil, err
 		}
-		c, err := lane.Dial(ctx, remote, o)
+		dctx, cancel := context.WithTimeout(ctx, pipe.LaneDial)
+		c, err := lane.Dial(dctx, remote, o)
+		cancel()
 		if err != nil {
 			s.log.Debugf("no lane for the data: %v", err)
-			return nil, nil, fmt.Errorf("dial the receiver's lane: %w", err)
+			return nil, err
+		}
+		if err := announce([]byte(c.LocalAddr().String())); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if err := c.Greet(ctx); err != nil {
+			c.Close()
+			s.log.Debugf("the lane failed: %v", err)
+			return nil, err
 		}
 		s.log.Debugf("data over a lane of its own, to %s", c.RemoteAddr())
 		tie(c, stream)
-		return c, []byte(c.LocalAddr().String()), nil
+		return c, nil
 	}
 }
 
