@@ -188,11 +188,14 @@ func (c *Conn) failure() error {
 	return c.failed
 }
 
-// Dial connects to the lane that o offers at ip. It writes nothing: the
-// lane is ready once Greet has succeeded.
-func Dial(ctx context.Context, ip net.IP, o Offer) (*Conn, error) {
-	addr := net.JoinHostPort(ip.String(), strconv.Itoa(int(o.Port)))
-	var d net.Dialer
+// Dial connects from the address local (port chosen by the system) to the
+// lane that o offers at remote. It writes nothing: the lane is ready once
+// Greet has succeeded. Dialling from the address of this end of the libp2p
+// connection beside the lane makes the lane come from where the listener
+// expects it, even when the interface has several addresses.
+func Dial(ctx context.Context, local, remote net.IP, o Offer) (*Conn, error) {
+	addr := net.JoinHostPort(remote.String(), strconv.Itoa(int(o.Port)))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial lane %s: %w", addr, err)
@@ -245,12 +248,13 @@ func (l *Listener) Offer() Offer {
 // Close stops listening; a lane already accepted stays.
 func (l *Listener) Close() error { return l.tcp.Close() }
 
-// Accept waits until ctx ends for the connection from the address from
-// (the dialer's end, as it told it), sends it the listener's hello, and
-// waits for the dialer's. Connections from elsewhere are closed at once;
-// one from there that does not greet within the time left fails the
-// accept.
-func (l *Listener) Accept(ctx context.Context, from string) (*Conn, error) {
+// Accept waits until ctx ends for a connection from the address from (the
+// peer's address of the libp2p connection beside the lane: a NAT between
+// the two peers maps the lane's to the same), sends it the listener's
+// hello, and waits for the dialer's. Connections from elsewhere are closed
+// at once; one from there that does not greet within the time left fails
+// the accept.
+func (l *Listener) Accept(ctx context.Context, from net.IP) (*Conn, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(time.Minute)
@@ -266,7 +270,7 @@ func (l *Listener) Accept(ctx context.Context, from string) (*Conn, error) {
 			}
 			return nil, fmt.Errorf("wait for the lane from %s: %w", from, err)
 		}
-		if nc.RemoteAddr().String() != from {
+		if !nc.RemoteAddr().(*net.TCPAddr).IP.Equal(from) {
 			nc.Close()
 			continue
 		}
@@ -308,6 +312,9 @@ func (c *Conn) readHello(ctx context.Context, want []byte) error {
 	if string(buf[:n]) != string(want) || len(c.plain) > 0 {
 		return errors.New("no hello")
 	}
+	if !stop() { // the context ended meanwhile, and set a deadline in the past
+		return fmt.Errorf("read hello: %w", ctx.Err())
+	}
 	return c.tcp.SetReadDeadline(time.Time{})
 }
 
@@ -339,6 +346,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 // queueRecord seals p into a spare buffer and queues it for the writer.
 func (c *Conn) queueRecord(p []byte) error {
+	if err := c.failure(); err != nil {
+		return err
+	}
 	var b []byte
 	select {
 	case b = <-c.spare:
@@ -497,6 +507,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadli
 
 // Close closes the connection at once: records still queued are dropped.
 func (c *Conn) Close() error {
+	c.fail(net.ErrClosed)
 	c.close.Do(func() { close(c.closed) })
 	return c.tcp.Close()
 }

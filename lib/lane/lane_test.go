@@ -34,7 +34,7 @@ func lanePair(t *testing.T) (dialer, listener *Conn) {
 	defer l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	d, err := Dial(ctx, loopback, l.Offer())
+	d, err := Dial(ctx, loopback, loopback, l.Offer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func accept(t *testing.T, ctx context.Context, l *Listener, d *Conn) *Conn {
 	t.Helper()
 	greeted := make(chan error, 1)
 	go func() { greeted <- d.Greet(ctx) }()
-	a, err := l.Accept(ctx, d.LocalAddr().String())
+	a, err := l.Accept(ctx, loopback)
 	if err != nil {
 		t.Fatalf("accept: %v", err)
 	}
@@ -194,15 +194,14 @@ func TestLaneCutIsNotAnEnd(t *testing.T) {
 
 // tamper relays the TCP connections of a lane between a dialer and ln,
 // with the byte at offset at of the dialer's side flipped. It returns the
-// offer to dial (the relay's port) and the address the listener sees.
-func tamper(t *testing.T, ln *Listener, at int) (Offer, <-chan string) {
+// offer to dial (the relay's port).
+func tamper(t *testing.T, ln *Listener, at int) Offer {
 	t.Helper()
 	relay, err := net.ListenTCP("tcp", &net.TCPAddr{IP: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
-	from := make(chan string, 1)
 	go func() {
 		in, err := relay.AcceptTCP()
 		if err != nil {
@@ -214,7 +213,6 @@ func tamper(t *testing.T, ln *Listener, at int) (Offer, <-chan string) {
 			return
 		}
 		defer out.Close()
-		from <- out.LocalAddr().String()
 		go io.Copy(in, out)
 		buf := make([]byte, 64<<10)
 		off := 0
@@ -231,7 +229,7 @@ func tamper(t *testing.T, ln *Listener, at int) (Offer, <-chan string) {
 	}()
 	o := ln.Offer()
 	o.Port = uint16(relay.Addr().(*net.TCPAddr).Port)
-	return o, from
+	return o
 }
 
 // A record changed on the way fails the read with ErrForged, and so does
@@ -254,16 +252,16 @@ func TestLaneRefusesAChangedRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			offer, from := tamper(t, ln, c.at)
+			offer := tamper(t, ln, c.at)
 			ctx, cancel := context.WithTimeout(context.Background(), testWait)
 			defer cancel()
-			d, err := Dial(ctx, loopback, offer)
+			d, err := Dial(ctx, loopback, loopback, offer)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer d.Close()
 			go d.Greet(ctx)
-			a, err := ln.Accept(ctx, <-from)
+			a, err := ln.Accept(ctx, loopback)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,8 +282,8 @@ func TestLaneRefusesAChangedRecord(t *testing.T) {
 	}
 }
 
-// The listener takes only the dialer it was told of, and only once it
-// proved that it holds the key: a stranger's connection is closed at once
+// The listener takes only a dialer from the peer's address, and only once
+// it proved that it holds the key: a stranger's connection is closed at once
 // and the wait goes on; a dialer without the key learns so from the
 // listener's hello, writes nothing, and the accept fails.
 func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
@@ -298,12 +296,13 @@ func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	stranger, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: loopback, Port: int(ln.Offer().Port)})
+	// From another address of this machine: not the peer's.
+	stranger, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, &net.TCPAddr{IP: loopback, Port: int(ln.Offer().Port)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stranger.Close()
-	d, err := Dial(ctx, loopback, ln.Offer())
+	d, err := Dial(ctx, loopback, loopback, ln.Offer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +315,7 @@ func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 
 	wrong := ln.Offer()
 	wrong.Key[0] ^= 1
-	w, err := Dial(ctx, loopback, wrong)
+	w, err := Dial(ctx, loopback, loopback, wrong)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +325,7 @@ func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 		w.Close()
 		greeted <- err
 	}()
-	if _, err := ln.Accept(ctx, w.LocalAddr().String()); err == nil {
+	if _, err := ln.Accept(ctx, loopback); err == nil {
 		t.Fatal("accepted a dialer with the wrong key")
 	}
 	if err := <-greeted; !errors.Is(err, ErrForged) {
@@ -342,7 +341,7 @@ func TestLaneAcceptsOnlyTheDialerWithTheKey(t *testing.T) {
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancelShort()
 	start := time.Now()
-	if _, err := ln.Accept(short, silent.LocalAddr().String()); err == nil {
+	if _, err := ln.Accept(short, loopback); err == nil {
 		t.Fatal("accepted a connection that never greeted")
 	}
 	if took := time.Since(start); took > 3*time.Second {
@@ -374,7 +373,7 @@ func TestDialerWritesNothingToAnotherService(t *testing.T) {
 		}()
 		o := Offer{Port: uint16(srv.Addr().(*net.TCPAddr).Port)}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		d, err := Dial(ctx, loopback, o)
+		d, err := Dial(ctx, loopback, loopback, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -437,6 +436,20 @@ func TestLaneWritesFailRatherThanHang(t *testing.T) {
 		t.Fatal("writes to a closed peer never failed")
 	}
 	_ = l
+}
+
+// After Close every write fails, also one that finds a spare buffer.
+func TestLaneWritesFailAfterClose(t *testing.T) {
+	d, _ := lanePair(t)
+	d.Close()
+	for i := range 100 {
+		if _, err := d.Write([]byte("after close")); err == nil {
+			t.Fatalf("write %d after Close succeeded", i)
+		}
+	}
+	if err := d.CloseWrite(); err == nil {
+		t.Fatal("CloseWrite after Close succeeded")
+	}
 }
 
 func TestParseOffer(t *testing.T) {

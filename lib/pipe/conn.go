@@ -38,8 +38,9 @@ type Timing struct {
 	// Decision is how long the sender waits for the receiver to accept or
 	// refuse the header (a person may be asked).
 	Decision time.Duration
-	// LaneWait is how long the receiver waits for the sender's lane after
-	// the sender said that it took it.
+	// LaneWait bounds the taking of a lane: on the receiver's side from
+	// the sender's LANE frame, on the sender's from the ACCEPT, until the
+	// two have greeted each other on it.
 	LaneWait time.Duration
 }
 

@@ -14,9 +14,9 @@ import (
 type LaneListener interface {
 	// Offer is what the sender needs to dial the lane.
 	Offer() []byte
-	// Accept waits until ctx ends for the sender's lane from the address
-	// it named, proven to come from the sender.
-	Accept(ctx context.Context, from []byte) (Stream, error)
+	// Accept waits until ctx ends for the sender's lane, proven to come
+	// from the sender.
+	Accept(ctx context.Context) (Stream, error)
 	// Close stops waiting; a lane already accepted stays.
 	Close() error
 }
@@ -27,8 +27,8 @@ type LaneListener interface {
 const LaneDial = time.Second
 
 // takeLane takes the receiver's lane offer: once the lane is dialled, the
-// sender tells the receiver so on the stream (a LANE frame with the lane's
-// address at the sender, its last frame there) and goes on over the lane.
+// sender tells the receiver so on the stream (an empty LANE frame, its last
+// frame there) and goes on over the lane.
 // A lane that cannot be dialled leaves the data on the stream; one that
 // fails after the receiver was told is a break, which the data phase
 // mends as any other.
@@ -36,9 +36,9 @@ func (s *sender) takeLane(offer []byte) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.timing.LaneWait)
 	defer cancel()
 	announced := false
-	ls, err := s.opt.DialLane(ctx, offer, func(from []byte) error {
+	ls, err := s.opt.DialLane(ctx, offer, func() error {
 		announced = true
-		return s.c.send(frame.Lane, from)
+		return s.c.send(frame.Lane, nil)
 	})
 	if err != nil {
 		if !announced {
@@ -74,7 +74,13 @@ func offerLane(c *conn, h Header, opt Options) (LaneListener, error) {
 		return nil, nil
 	}
 	l, err := opt.Lane()
-	if err != nil || l == nil {
+	if err != nil {
+		if l != nil {
+			l.Close()
+		}
+		return nil, nil
+	}
+	if l == nil {
 		return nil, nil
 	}
 	if err := c.send(frame.Lane, l.Offer()); err != nil {
@@ -84,13 +90,12 @@ func offerLane(c *conn, h Header, opt Options) (LaneListener, error) {
 	return l, nil
 }
 
-// acceptLane waits up to wait for the sender's lane from the address in
-// its LANE frame, and stops listening.
-func acceptLane(parent context.Context, l LaneListener, from []byte, wait time.Duration) (Stream, error) {
+// acceptLane waits up to wait for the sender's lane, and stops listening.
+func acceptLane(parent context.Context, l LaneListener, wait time.Duration) (Stream, error) {
 	defer l.Close()
 	ctx, cancel := context.WithTimeout(parent, wait)
 	defer cancel()
-	s, err := l.Accept(ctx, from)
+	s, err := l.Accept(ctx)
 	switch {
 	case err == nil:
 		return s, nil

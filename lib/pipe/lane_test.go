@@ -16,9 +16,12 @@ import (
 
 // lanes gives both sides of a pipe real lanes (lib/lane) on 127.0.0.1, as
 // the session does on the local network, and keeps what happened to them.
+// The lanes are closed at the end of the test, as the session closes them
+// with the stream.
 type lanes struct {
-	dialErr error  // if set, the sender's dial fails with it
-	from    string // if set, the sender names this address for its end
+	t       *testing.T
+	dialErr error // if set, the sender's dial fails with it
+	silent  bool  // if set, the sender announces the lane and then drops it without a word
 
 	mu        sync.Mutex
 	listeners []*lane.Listener
@@ -26,7 +29,8 @@ type lanes struct {
 }
 
 func (l *lanes) options(send, recv Options) (Options, Options) {
-	send.DialLane = func(ctx context.Context, offer []byte, announce func([]byte) error) (Stream, error) {
+	loopback := net.IPv4(127, 0, 0, 1)
+	send.DialLane = func(ctx context.Context, offer []byte, announce func() error) (Stream, error) {
 		if l.dialErr != nil {
 			return nil, l.dialErr
 		}
@@ -34,26 +38,25 @@ func (l *lanes) options(send, recv Options) (Options, Options) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := lane.Dial(ctx, net.IPv4(127, 0, 0, 1), o)
+		c, err := lane.Dial(ctx, loopback, loopback, o)
 		if err != nil {
 			return nil, err
 		}
-		from := c.LocalAddr().String()
-		if l.from != "" {
-			from = l.from
-		}
-		if err := announce([]byte(from)); err != nil {
-			c.Close()
+		l.t.Cleanup(func() { c.Close() })
+		if err := announce(); err != nil {
 			return nil, err
 		}
-		if err := c.Greet(ctx); err != nil {
+		if l.silent {
 			c.Close()
+			return nil, errors.New("dropped")
+		}
+		if err := c.Greet(ctx); err != nil {
 			return nil, err
 		}
 		return c, nil
 	}
 	recv.Lane = func() (LaneListener, error) {
-		ln, err := lane.Listen(net.IPv4(127, 0, 0, 1))
+		ln, err := lane.Listen(loopback)
 		if err != nil {
 			return nil, err
 		}
@@ -78,11 +81,12 @@ type laneListener struct {
 
 func (ll laneListener) Offer() []byte { return ll.Listener.Offer().Marshal() }
 
-func (ll laneListener) Accept(ctx context.Context, from []byte) (Stream, error) {
-	c, err := ll.Listener.Accept(ctx, string(from))
+func (ll laneListener) Accept(ctx context.Context) (Stream, error) {
+	c, err := ll.Listener.Accept(ctx, net.IPv4(127, 0, 0, 1))
 	if err != nil {
 		return nil, err
 	}
+	ll.l.t.Cleanup(func() { c.Close() })
 	ll.l.mu.Lock()
 	defer ll.l.mu.Unlock()
 	ll.l.accepted = append(ll.l.accepted, c)
@@ -122,7 +126,7 @@ func TestDataGoesOverTheLane(t *testing.T) {
 	const size = 16 << 20
 	a, b := tcpPair(t)
 	sa, sb := &countingStream{TCPConn: a}, &countingStream{TCPConn: b}
-	var l lanes
+	l := lanes{t: t}
 	var reports atomic.Int64
 	sopt, ropt := l.options(Options{Timing: testTiming, Delivered: func(int64, int64) { reports.Add(1) }}, Options{Timing: testTiming})
 	dst := newHashWriter()
@@ -158,7 +162,7 @@ func TestNoLaneKeepsTheStream(t *testing.T) {
 	const size = 4 << 20
 	a, b := tcpPair(t)
 	sa := &countingStream{TCPConn: a}
-	l := lanes{dialErr: errors.New("unreachable")}
+	l := lanes{t: t, dialErr: errors.New("unreachable")}
 	sopt, ropt := l.options(Options{Timing: testTiming}, Options{Timing: testTiming})
 	dst := newHashWriter()
 	recv := async(func() (int64, error) { return Receive(ctx, b, dst, ropt) })
@@ -181,24 +185,31 @@ func TestNoLaneKeepsTheStream(t *testing.T) {
 	}
 }
 
-// A lane that does not come after the sender said it took it, and a lane
-// that breaks in the middle of the data, are breaks like a stream's: both
-// sides go on over a new stream, where the receiver stood.
+// A lane that fails after the sender said it took it, one that breaks in
+// the middle of the data, and one that dies while the receiver stores the
+// data (its ACK is queued, not sent) are breaks like a stream's: both sides
+// go on over a new stream, where the receiver stood, and the receiver takes
+// no lane there.
 func TestLaneFailuresResume(t *testing.T) {
 	netns.Require(t)
 	const size = 24 << 20
-	for _, how := range []string{"never came", "broke"} {
+	for _, how := range []string{"dropped after the announcement", "broke", "died before the ACK"} {
 		t.Run(how, func(t *testing.T) {
 			ctx := testContext(t)
 			a, b := tcpPair(t)
-			var l lanes
-			if how == "never came" {
-				l.from = "127.0.0.1:1"
-			}
+			l := lanes{t: t, silent: how == "dropped after the announcement"}
 			r := &rejoiner{t: t}
 			var se, re events
 			progress, reached := progressAt(6 << 20)
-			sopt, ropt := l.options(se.options(Options{Timing: testTiming}, r), re.options(Options{Timing: testTiming, Progress: progress}, r))
+			var commits atomic.Int64
+			commit := func() error {
+				if commits.Add(1) == 1 && how == "died before the ACK" {
+					_, accepted := l.lanes()
+					accepted[0].Close()
+				}
+				return nil
+			}
+			sopt, ropt := l.options(se.options(Options{Timing: testTiming}, r), re.options(Options{Timing: testTiming, Progress: progress, Commit: commit}, r))
 			dst := newHashWriter()
 			recv := async(func() (int64, error) { return Receive(ctx, b, dst, ropt) })
 			send := async(func() (int64, error) {
@@ -228,8 +239,14 @@ func TestLaneFailuresResume(t *testing.T) {
 			if sl != 1 || sres != 1 || rl != 1 || rres != 1 {
 				t.Fatalf("lost/resumed: sender %d/%d, receiver %d/%d; want one of each", sl, sres, rl, rres)
 			}
-			if how == "broke" && at < 6<<20 {
-				t.Fatalf("resumed at %d bytes, after writing at least %d", at, 6<<20)
+			if how == "broke" && at < 6<<20 || how == "died before the ACK" && at != size {
+				t.Fatalf("resumed at %d bytes of %d", at, size)
+			}
+			if commits.Load() != 1 {
+				t.Fatalf("Commit ran %d times, want once", commits.Load())
+			}
+			if listened, _ := l.lanes(); listened != 1 || stillListening(l.listeners[0]) {
+				t.Fatalf("%d lanes offered, want 1, and none listening after the transfer", listened)
 			}
 		})
 	}

@@ -100,6 +100,10 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			return failed
 		}
 		lost := time.Now()
+		if lane != nil { // a resumed stream takes no lane
+			lane.Close()
+			lane = nil
+		}
 		stop()
 		reset(c.s)
 		if opt.Lost != nil {
@@ -138,10 +142,10 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 		}
 		switch t {
 		case frame.Lane:
-			if lane == nil || flowed {
-				return n, protocolErrorf("unexpected %v frame", t)
+			if lane == nil || flowed || len(p) != 0 {
+				return n, protocolErrorf("unexpected %v frame of %d bytes", t, len(p))
 			}
-			ls, err := acceptLane(ctx, lane, p, c.timing.LaneWait)
+			ls, err := acceptLane(ctx, lane, c.timing.LaneWait)
 			lane = nil
 			if err != nil {
 				// The sender went over to a lane this side could not take:
@@ -188,7 +192,13 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 				}
 			}
 			committed = true
-			if err := c.send(frame.Ack, nil); err != nil {
+			err := c.send(frame.Ack, nil)
+			if err == nil {
+				// A lane's writes are queued: the half-close after them
+				// is where one that failed is found.
+				err = c.s.CloseWrite()
+			}
+			if err != nil {
 				// The data is stored: a new stream carries the ACK, after
 				// the sender sends END again.
 				if err := rejoin(err, fmt.Errorf("send ack: %w", err)); err != nil {
@@ -196,7 +206,6 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 				}
 				continue
 			}
-			c.s.CloseWrite()
 			waitEOF(c, c.timing.CloseWait)
 			return n, nil
 		default:

@@ -74,17 +74,20 @@ type Options struct {
 	// Lane (receiver only), if set, opens a data path of the pipe's own
 	// beside the stream, for a sender that takes one: its offer goes to the
 	// sender before the ACCEPT. Nil (or an error) keeps the data on the
-	// stream, as does a sender that does not dial it.
+	// stream, as does a sender that does not dial it. The pipe closes the
+	// listener; the lane it accepts is the caller's to close once the
+	// transfer is over (the session closes it with the stream).
 	Lane func() (LaneListener, error)
 	// DialLane (sender only), if set, takes a receiver's lane offer within
-	// ctx: it dials the lane, calls announce with the address of its end
-	// (the pipe tells the receiver, which takes the lane from there only),
-	// and returns the lane once both ends have greeted each other. An
-	// error before announce keeps the data on the stream; after it, the
-	// receiver waits on the lane, and the transfer goes on as after a
-	// break (through Reconnect). Then the rest of the transfer goes over
-	// the lane, and the stream stays idle until it ends.
-	DialLane func(ctx context.Context, offer []byte, announce func(from []byte) error) (Stream, error)
+	// ctx: it dials the lane, calls announce once it is connected (the
+	// pipe tells the receiver, which then takes it), and returns the lane
+	// once both ends have greeted each other. An error before announce
+	// keeps the data on the stream; after it, the receiver waits on the
+	// lane, and the transfer goes on as after a break (through Reconnect).
+	// Then the rest of the transfer goes over the lane, and the stream
+	// stays idle until it ends; the lane is the caller's to close, as the
+	// receiver's is.
+	DialLane func(ctx context.Context, offer []byte, announce func() error) (Stream, error)
 }
 
 // Send offers h, then streams src to the receiver. It returns the number of

@@ -38,7 +38,7 @@ func laneEnds(c network.Conn) (local, remote net.IP, ok bool) {
 // offerLanes lets the receiver of a pipe over stream offer the sender a
 // lane, when one may go beside the stream's connection.
 func (s *Session) offerLanes(opt *pipe.Options, stream network.Stream) {
-	local, _, ok := laneEnds(stream.Conn())
+	local, remote, ok := laneEnds(stream.Conn())
 	if !ok {
 		return
 	}
@@ -48,7 +48,7 @@ func (s *Session) offerLanes(opt *pipe.Options, stream network.Stream) {
 			s.log.Debugf("no lane for the data: %v", err)
 			return nil, err
 		}
-		return &laneListener{l: l, s: s, stream: stream}, nil
+		return &laneListener{l: l, s: s, stream: stream, from: remote}, nil
 	}
 }
 
@@ -57,14 +57,15 @@ type laneListener struct {
 	l      *lane.Listener
 	s      *Session
 	stream network.Stream
+	from   net.IP // the sender's address of the stream's connection
 }
 
 func (l *laneListener) Offer() []byte { return l.l.Offer().Marshal() }
 
 func (l *laneListener) Close() error { return l.l.Close() }
 
-func (l *laneListener) Accept(ctx context.Context, from []byte) (pipe.Stream, error) {
-	c, err := l.l.Accept(ctx, string(from))
+func (l *laneListener) Accept(ctx context.Context) (pipe.Stream, error) {
+	c, err := l.l.Accept(ctx, l.from)
 	if err != nil {
 		l.s.log.Debugf("the sender's lane did not come: %v", err)
 		return nil, err
@@ -77,24 +78,24 @@ func (l *laneListener) Accept(ctx context.Context, from []byte) (pipe.Stream, er
 // dialLanes lets the sender of a pipe over stream take the receiver's lane
 // offer, when one may go beside the stream's connection.
 func (s *Session) dialLanes(opt *pipe.Options, stream network.Stream) {
-	_, remote, ok := laneEnds(stream.Conn())
+	local, remote, ok := laneEnds(stream.Conn())
 	if !ok {
 		return
 	}
-	opt.DialLane = func(ctx context.Context, offer []byte, announce func(from []byte) error) (pipe.Stream, error) {
+	opt.DialLane = func(ctx context.Context, offer []byte, announce func() error) (pipe.Stream, error) {
 		o, err := lane.ParseOffer(offer)
 		if err != nil {
 			s.log.Debugf("no lane for the data: %v", err)
 			return nil, err
 		}
 		dctx, cancel := context.WithTimeout(ctx, pipe.LaneDial)
-		c, err := lane.Dial(dctx, remote, o)
+		c, err := lane.Dial(dctx, local, remote, o)
 		cancel()
 		if err != nil {
 			s.log.Debugf("no lane for the data: %v", err)
 			return nil, err
 		}
-		if err := announce([]byte(c.LocalAddr().String())); err != nil {
+		if err := announce(); err != nil {
 			c.Close()
 			return nil, err
 		}
