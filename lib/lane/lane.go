@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -335,7 +336,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), MaxRecord)]
-		if err := c.queueRecord(chunk); err != nil {
+		if err := c.queueRecords(chunk); err != nil {
 			return n, err
 		}
 		n += len(chunk)
@@ -344,8 +345,31 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, c.failure()
 }
 
-// queueRecord seals p into a spare buffer and queues it for the writer.
-func (c *Conn) queueRecord(p []byte) error {
+// WriteSplit is Write of the parts one after the other, but each part
+// (of at most MaxRecord) is a record of its own, and all go in one write
+// of the socket. A reader that reads each part with a read of its own, as
+// a frame reader reads a header and then the payload, gets each opened
+// straight into its buffer, where a record that held both would be opened
+// into the lane's and copied out.
+func (c *Conn) WriteSplit(parts ...[]byte) (int, error) {
+	n := 0
+	for _, p := range parts {
+		if len(p) > MaxRecord {
+			return c.Write(slices.Concat(parts...))
+		}
+		n += len(p)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.queueRecords(parts...); err != nil {
+		return 0, err
+	}
+	return n, c.failure()
+}
+
+// queueRecords seals each non-empty part as a record into a spare buffer
+// and queues it for the writer.
+func (c *Conn) queueRecords(parts ...[]byte) error {
 	if err := c.failure(); err != nil {
 		return err
 	}
@@ -359,20 +383,30 @@ func (c *Conn) queueRecord(p []byte) error {
 		c.spare <- b
 		return err
 	}
-	c.queue <- c.sealInto(b, p)
+	b = b[:0]
+	for _, p := range parts {
+		if len(p) > 0 {
+			b = c.appendRecord(b, p)
+		}
+	}
+	c.queue <- b
 	return nil
 }
 
-// sealInto seals p as the next record into b, or a bigger buffer if b is
-// too small, and returns the record.
-func (c *Conn) sealInto(b, p []byte) []byte {
+// appendRecord seals p as the next record onto b, in a bigger buffer if b
+// has no room for it.
+func (c *Conn) appendRecord(b, p []byte) []byte {
+	at := len(b)
 	size := headerSize + len(p) + tagSize
-	if cap(b) < size {
-		b = make([]byte, size, max(size, 64<<10))
+	if cap(b)-at < size {
+		nb := make([]byte, at, max(at+size, 64<<10))
+		copy(nb, b)
+		b = nb
 	}
-	b = b[:size]
-	binary.BigEndian.PutUint32(b, uint32(len(p)+tagSize))
-	c.seal.Seal(b[headerSize:headerSize], nonce(&c.wnonce, c.sealed), p, b[:headerSize])
+	b = b[:at+size]
+	rec := b[at:]
+	binary.BigEndian.PutUint32(rec, uint32(len(p)+tagSize))
+	c.seal.Seal(rec[headerSize:headerSize], nonce(&c.wnonce, c.sealed), p, rec[:headerSize])
 	c.sealed++
 	return b
 }
@@ -396,7 +430,7 @@ func (c *Conn) CloseWrite() error {
 	if err := c.failure(); err != nil {
 		return err
 	}
-	_, err := c.tcp.Write(c.sealInto(bufs[0], nil))
+	_, err := c.tcp.Write(c.appendRecord(bufs[0][:0], nil))
 	if err != nil {
 		c.fail(err)
 		return err

@@ -148,6 +148,42 @@ func TestLaneCarriesBytesBothWays(t *testing.T) {
 	}
 }
 
+// WriteSplit makes each part a record of its own: a reader that reads a
+// frame's header and then its payload gets the payload opened straight
+// into its buffer, with nothing left in the lane's; the bytes are those of
+// the parts, in order, also when a part is bigger than a record.
+func TestWriteSplitKeepsTheParts(t *testing.T) {
+	d, l := lanePair(t)
+	hdr, payload := []byte("HDR45"), randomBytes(t, 256<<10)
+	for range 3 {
+		if n, err := d.WriteSplit(hdr, payload); err != nil || n != len(hdr)+len(payload) {
+			t.Fatalf("WriteSplit = %d, %v", n, err)
+		}
+	}
+	l.SetReadDeadline(time.Now().Add(testWait))
+	for i := range 3 {
+		got := make([]byte, 5)
+		if _, err := io.ReadFull(l, got); err != nil || string(got) != "HDR45" {
+			t.Fatalf("frame %d: header %q, %v", i, got, err)
+		}
+		if len(l.plain) != 0 {
+			t.Fatalf("frame %d: %d bytes wait in the lane's buffer after the header", i, len(l.plain))
+		}
+		got = make([]byte, len(payload))
+		if n, err := l.Read(got); err != nil || n != len(payload) || !bytes.Equal(got, payload) {
+			t.Fatalf("frame %d: one read of the payload gave %d bytes, %v", i, n, err)
+		}
+	}
+	big := randomBytes(t, 2*MaxRecord+7)
+	if _, err := d.WriteSplit(hdr, big); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(hdr)+len(big))
+	if _, err := io.ReadFull(l, got); err != nil || !bytes.Equal(got, append(append([]byte{}, hdr...), big...)) {
+		t.Fatalf("a part bigger than a record: %v", err)
+	}
+}
+
 // CloseWrite right after writes that are still queued delivers them all
 // before the end.
 func TestLaneCloseWriteDeliversWhatIsQueued(t *testing.T) {

@@ -176,13 +176,27 @@ func (c *conn) send(t frame.Type, payload []byte) error {
 	return err
 }
 
-// sendFramed writes b, which already holds a whole frame.
+// sendFramed writes b, which already holds a whole frame. A stream that
+// keeps the parts of a write apart (a lane) gets the header and the
+// payload as two, so that the receiver can read the payload straight
+// into its buffer.
 func (c *conn) sendFramed(b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, err := c.s.Write(b)
+	var err error
+	if s, ok := c.s.(splitWriter); ok {
+		_, err = s.WriteSplit(b[:frame.HeaderSize], b[frame.HeaderSize:])
+	} else {
+		_, err = c.s.Write(b)
+	}
 	c.lastWrite = time.Now()
 	return err
+}
+
+// splitWriter is a Stream that writes each part as a unit of its own
+// (lib/lane: a record each).
+type splitWriter interface {
+	WriteSplit(parts ...[]byte) (int, error)
 }
 
 // unblockWrites makes a blocked write fail after d, and later extensions
