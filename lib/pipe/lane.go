@@ -2,7 +2,9 @@ package pipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pcp-dev/pcp/lib/frame"
@@ -28,10 +30,11 @@ const LaneDial = time.Second
 
 // takeLane takes the receiver's lane offer: once the lane is dialled, the
 // sender tells the receiver so on the stream (an empty LANE frame, its last
-// frame there) and goes on over the lane.
-// A lane that cannot be dialled leaves the data on the stream; one that
-// fails after the receiver was told is a break, which the data phase
-// mends as any other.
+// frame there) and goes on over the lane, tied to the stream. A lane that
+// cannot be dialled leaves the data on the stream; one that fails after
+// the receiver was told is a break, which the data phase mends as any
+// other. A sender interrupted meanwhile stays on the stream, where the
+// receiver still watches for its ERROR.
 func (s *sender) takeLane(offer []byte) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.timing.LaneWait)
 	defer cancel()
@@ -40,15 +43,72 @@ func (s *sender) takeLane(offer []byte) {
 		announced = true
 		return s.c.send(frame.Lane, nil)
 	})
-	if err != nil {
-		if !announced {
-			return
-		}
+	switch {
+	case err != nil && (!announced || s.ctx.Err() != nil):
+		return
+	case err != nil:
 		ls = brokenLane{err}
+	case !watchStream(s.c).take(ls):
+		ls = brokenLane{errors.New("the stream ended as the lane came")}
 	}
-	// The stream stays open, idle, until the transfer ends.
 	s.stop()
 	s.use(newConn(s.ctx, ls, s.opt.Timing))
+}
+
+// laneWatch ties a lane to the stream it replaced, which stays open and
+// idle until the transfer ends: when the stream ends, because the peer
+// closed it at the end or it was reset (by the session's rejoin or nudge,
+// or with its connection), the lane is reset too, so that whatever waits
+// on the lane learns at once. Nothing comes on the stream after the LANE
+// frame but the peer's last heartbeats there and, from a sender that
+// failed before its lane was up, an ERROR.
+type laneWatch struct {
+	mu    sync.Mutex
+	lane  Stream
+	ended error         // why the stream ended, once it has
+	done  chan struct{} // closed when it ended
+}
+
+// watchStream starts watching c's stream, which the pipe reads no more.
+func watchStream(c *conn) *laneWatch {
+	w := &laneWatch{done: make(chan struct{})}
+	c.s.SetReadDeadline(time.Time{}) // the pipe's, for frames it no longer reads
+	go func() {
+		err := drainFrames(c)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.ended = err
+		if w.lane != nil {
+			reset(w.lane)
+		}
+		close(w.done)
+	}()
+	return w
+}
+
+// take ties lane s to the stream; false once the stream has ended.
+func (w *laneWatch) take(s Stream) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended != nil {
+		return false
+	}
+	w.lane = s
+	return true
+}
+
+// drainFrames reads c's frames until its stream ends, or an ERROR frame
+// comes: then it returns the peer's message.
+func drainFrames(c *conn) error {
+	for {
+		t, p, err := c.r.Next()
+		switch {
+		case err != nil:
+			return err
+		case t == frame.Error:
+			return &PeerError{Message: frame.Text(p)}
+		}
+	}
 }
 
 // brokenLane stands for a lane that failed after the receiver was told to
@@ -90,16 +150,38 @@ func offerLane(c *conn, h Header, opt Options) (LaneListener, error) {
 	return l, nil
 }
 
-// acceptLane waits up to wait for the sender's lane, and stops listening.
-func acceptLane(parent context.Context, l LaneListener, wait time.Duration) (Stream, error) {
+// acceptLane waits up to wait for the sender's lane, ties it to the
+// stream c, and stops listening. A stream that ends meanwhile (an ERROR
+// from a sender that failed, a reset) ends the wait.
+func acceptLane(parent context.Context, l LaneListener, c *conn, wait time.Duration) (Stream, error) {
 	defer l.Close()
+	w := watchStream(c)
 	ctx, cancel := context.WithTimeout(parent, wait)
 	defer cancel()
+	go func() {
+		select {
+		case <-w.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	s, err := l.Accept(ctx)
-	switch {
-	case err == nil:
-		return s, nil
-	case parent.Err() != nil:
+	if err == nil {
+		if w.take(s) {
+			return s, nil
+		}
+		reset(s)
+	}
+	select {
+	case <-w.done:
+		var pe *PeerError
+		if errors.As(w.ended, &pe) {
+			return nil, pe
+		}
+		return nil, fmt.Errorf("the stream ended while the lane came: %v", w.ended)
+	default:
+	}
+	if parent.Err() != nil {
 		return nil, parent.Err()
 	}
 	// Not the deadline's error: a lane that did not come is a break of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pcp-dev/pcp/internal/netns"
+	"github.com/pcp-dev/pcp/lib/frame"
 	"github.com/pcp-dev/pcp/lib/lane"
 )
 
@@ -193,7 +195,7 @@ func TestNoLaneKeepsTheStream(t *testing.T) {
 func TestLaneFailuresResume(t *testing.T) {
 	netns.Require(t)
 	const size = 24 << 20
-	for _, how := range []string{"dropped after the announcement", "broke", "died before the ACK"} {
+	for _, how := range []string{"dropped after the announcement", "broke", "died before the ACK", "stream reset"} {
 		t.Run(how, func(t *testing.T) {
 			ctx := testContext(t)
 			a, b := tcpPair(t)
@@ -227,6 +229,17 @@ func TestLaneFailuresResume(t *testing.T) {
 				}
 				accepted[0].Close()
 			}
+			if how == "stream reset" {
+				// The session resets the idle stream when it rejoins, or it
+				// goes with its connection: the lane goes with it.
+				select {
+				case <-reached:
+				case <-time.After(testWait):
+					t.Fatal("no data flowed")
+				}
+				b.SetLinger(0)
+				b.Close()
+			}
 			rr, sr := await(t, recv, "Receive"), await(t, send, "Send")
 			if rr.err != nil || sr.err != nil {
 				t.Fatalf("Receive: %d, %v; Send: %d, %v", rr.n, rr.err, sr.n, sr.err)
@@ -239,7 +252,7 @@ func TestLaneFailuresResume(t *testing.T) {
 			if sl != 1 || sres != 1 || rl != 1 || rres != 1 {
 				t.Fatalf("lost/resumed: sender %d/%d, receiver %d/%d; want one of each", sl, sres, rl, rres)
 			}
-			if how == "broke" && at < 6<<20 || how == "died before the ACK" && at != size {
+			if (how == "broke" || how == "stream reset") && at < 6<<20 || how == "died before the ACK" && at != size {
 				t.Fatalf("resumed at %d bytes of %d", at, size)
 			}
 			if commits.Load() != 1 {
@@ -249,5 +262,42 @@ func TestLaneFailuresResume(t *testing.T) {
 				t.Fatalf("%d lanes offered, want 1, and none listening after the transfer", listened)
 			}
 		})
+	}
+}
+
+// A sender that fails after it said it took the lane, before the lane is
+// up, tells the receiver on the stream: the receiver, which watches the
+// stream while it waits for the lane, stops at once with the sender's
+// message.
+func TestErrorWhileTheLaneComes(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	l := lanes{t: t}
+	_, ropt := l.options(Options{}, Options{Timing: Timing{LaneWait: testWait}})
+	recv := async(func() (int64, error) { return Receive(ctx, b, io.Discard, ropt) })
+	if err := frame.Write(a, frame.Header, []byte(`{"kind":"raw","size":-1,"lane":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	r := frame.NewReader(a, frame.MaxPayload)
+	a.SetReadDeadline(time.Now().Add(testWait))
+	for _, want := range []frame.Type{frame.Lane, frame.Accept} {
+		if typ, _, err := nextFrame(r); err != nil || typ != want {
+			t.Fatalf("crafted sender got %v, %v; want %v", typ, err, want)
+		}
+	}
+	if err := frame.Write(a, frame.Lane, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := frame.Write(a, frame.Error, []byte("interrupted")); err != nil {
+		t.Fatal(err)
+	}
+	res := await(t, recv, "Receive")
+	var pe *PeerError
+	if !errors.As(res.err, &pe) || pe.Message != "interrupted" {
+		t.Fatalf("Receive error = %v (%T), want the sender's ERROR", res.err, res.err)
+	}
+	if res.took > testWait/2 {
+		t.Fatalf("Receive took %v: it waited for the lane instead of the stream", res.took)
 	}
 }

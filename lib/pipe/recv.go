@@ -145,7 +145,7 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			if lane == nil || flowed || len(p) != 0 {
 				return n, protocolErrorf("unexpected %v frame of %d bytes", t, len(p))
 			}
-			ls, err := acceptLane(ctx, lane, c.timing.LaneWait)
+			ls, err := acceptLane(ctx, lane, c, c.timing.LaneWait)
 			lane = nil
 			if err != nil {
 				// The sender went over to a lane this side could not take:
@@ -155,7 +155,6 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 				}
 				continue
 			}
-			// The stream stays open, idle, until the transfer ends.
 			stop()
 			c = newConn(ctx, ls, opt.Timing)
 			stop = c.start()

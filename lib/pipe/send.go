@@ -75,8 +75,8 @@ type Options struct {
 	// beside the stream, for a sender that takes one: its offer goes to the
 	// sender before the ACCEPT. Nil (or an error) keeps the data on the
 	// stream, as does a sender that does not dial it. The pipe closes the
-	// listener; the lane it accepts is the caller's to close once the
-	// transfer is over (the session closes it with the stream).
+	// listener, and ties the lane it takes to the stream: closing the
+	// stream when the transfer is over ends the lane too.
 	Lane func() (LaneListener, error)
 	// DialLane (sender only), if set, takes a receiver's lane offer within
 	// ctx: it dials the lane, calls announce once it is connected (the
@@ -85,8 +85,7 @@ type Options struct {
 	// keeps the data on the stream; after it, the receiver waits on the
 	// lane, and the transfer goes on as after a break (through Reconnect).
 	// Then the rest of the transfer goes over the lane, and the stream
-	// stays idle until it ends; the lane is the caller's to close, as the
-	// receiver's is.
+	// stays idle until it ends; closing it ends the lane too.
 	DialLane func(ctx context.Context, offer []byte, announce func() error) (Stream, error)
 }
 
@@ -145,6 +144,9 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		}
 		if lane != nil {
 			snd.takeLane(lane)
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
 		}
 		return snd.run(src)
 	}

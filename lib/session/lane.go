@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"net"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -48,16 +47,15 @@ func (s *Session) offerLanes(opt *pipe.Options, stream network.Stream) {
 			s.log.Debugf("no lane for the data: %v", err)
 			return nil, err
 		}
-		return &laneListener{l: l, s: s, stream: stream, from: remote}, nil
+		return &laneListener{l: l, s: s, from: remote}, nil
 	}
 }
 
 // laneListener is a lane.Listener as the pipe takes it.
 type laneListener struct {
-	l      *lane.Listener
-	s      *Session
-	stream network.Stream
-	from   net.IP // the sender's address of the stream's connection
+	l    *lane.Listener
+	s    *Session
+	from net.IP // the sender's address of the stream's connection
 }
 
 func (l *laneListener) Offer() []byte { return l.l.Offer().Marshal() }
@@ -71,7 +69,6 @@ func (l *laneListener) Accept(ctx context.Context) (pipe.Stream, error) {
 		return nil, err
 	}
 	l.s.log.Debugf("data over a lane of its own, from %s", c.RemoteAddr())
-	tie(c, l.stream)
 	return c, nil
 }
 
@@ -105,26 +102,6 @@ func (s *Session) dialLanes(opt *pipe.Options, stream network.Stream) {
 			return nil, err
 		}
 		s.log.Debugf("data over a lane of its own, to %s", c.RemoteAddr())
-		tie(c, stream)
 		return c, nil
 	}
-}
-
-// tie closes lane c once the stream beside it ends. The stream stays open
-// and idle while the data goes over the lane, and what the session does to
-// it also reaches the lane: a rejoin or a nudge resets the stream that the
-// pipe lost (which is now the lane's), and the session closes the stream
-// when the transfer is over. Nothing comes on the stream after the LANE
-// frame; whatever does is dropped.
-func tie(c *lane.Conn, stream network.Stream) {
-	stream.SetReadDeadline(time.Time{}) // the pipe's, for the frames it no longer reads
-	go func() {
-		defer c.Close()
-		var b [512]byte
-		for {
-			if _, err := stream.Read(b[:]); err != nil {
-				return
-			}
-		}
-	}()
 }
