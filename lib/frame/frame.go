@@ -61,8 +61,8 @@ const (
 	// Lane offers a data path of the pipe's own beside the stream (the
 	// receiver, between the HEADER and the ACCEPT, when the header says
 	// the sender takes one: a port and a key), and says that the sender
-	// took it (the sender, right after the ACCEPT: the address of its end;
-	// its last frame on the stream).
+	// took it (the sender, right after the ACCEPT, empty: its last frame
+	// on the stream).
 	Lane Type = 'L'
 )
 

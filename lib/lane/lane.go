@@ -546,7 +546,7 @@ func (c *Conn) Close() error {
 	return c.tcp.Close()
 }
 
-// LocalAddr is this end's address: what the dialer tells the listener.
+// LocalAddr is this end's address.
 func (c *Conn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
 
 // RemoteAddr is the peer's address.

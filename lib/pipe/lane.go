@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -30,38 +31,62 @@ const LaneDial = time.Second
 
 // takeLane takes the receiver's lane offer: once the lane is dialled, the
 // sender tells the receiver so on the stream (an empty LANE frame, its last
-// frame there) and goes on over the lane, tied to the stream. A lane that
-// cannot be dialled leaves the data on the stream; one that fails after
-// the receiver was told is a break, which the data phase mends as any
-// other. A sender interrupted meanwhile stays on the stream, where the
-// receiver still watches for its ERROR.
-func (s *sender) takeLane(offer []byte) {
+// frame there), watches the stream from then on, and goes on over the
+// lane. A lane that cannot be dialled leaves the data on the stream. One
+// that fails after the receiver was told is a break, which the data phase
+// mends as any other, unless the receiver failed meanwhile and said so on
+// the stream: then takeLane returns its error. A sender interrupted
+// meanwhile stays on the stream, where the receiver still watches for its
+// ERROR.
+func (s *sender) takeLane(offer []byte) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.timing.LaneWait)
 	defer cancel()
-	announced := false
+	var w *laneWatch
 	ls, err := s.opt.DialLane(ctx, offer, func() error {
-		announced = true
-		return s.c.send(frame.Lane, nil)
+		if err := s.c.send(frame.Lane, nil); err != nil {
+			return err
+		}
+		s.stop() // nothing more goes on the stream: no heartbeats, no watch on ctx
+		w = watchStream(s.c)
+		return nil
 	})
 	switch {
-	case err != nil && (!announced || s.ctx.Err() != nil):
-		return
+	case w == nil:
+		if err == nil {
+			reset(ls) // taken without a word to the receiver: not used
+		}
+		return nil
+	case s.ctx.Err() != nil:
+		if err == nil {
+			reset(ls)
+		}
+		return nil
 	case err != nil:
+		if pe := w.peerError(s.c.timing.AbortWait); pe != nil {
+			return pe
+		}
 		ls = brokenLane{err}
-	case !watchStream(s.c).take(ls):
+	case !w.take(ls):
+		reset(ls)
+		if pe := w.peerError(0); pe != nil {
+			return pe
+		}
 		ls = brokenLane{errors.New("the stream ended as the lane came")}
 	}
-	s.stop()
+	s.lane = w
 	s.use(newConn(s.ctx, ls, s.opt.Timing))
+	return nil
 }
 
 // laneWatch ties a lane to the stream it replaced, which stays open and
-// idle until the transfer ends: when the stream ends, because the peer
-// closed it at the end or it was reset (by the session's rejoin or nudge,
-// or with its connection), the lane is reset too, so that whatever waits
-// on the lane learns at once. Nothing comes on the stream after the LANE
-// frame but the peer's last heartbeats there and, from a sender that
-// failed before its lane was up, an ERROR.
+// idle until the transfer ends: when the stream is reset (by the session's
+// rejoin or nudge, or with its connection) the lane is reset too, so that
+// whatever waits on the lane learns at once. Nothing comes on the stream
+// after the LANE frame but the peer's last heartbeats there, its end of
+// stream when its transfer is over (which leaves the lane alone: the ACK
+// and the closing records on the lane may still be on their way), and,
+// from a peer that failed before the lane was up, an ERROR. The pipe
+// closes the lane when the transfer ends.
 type laneWatch struct {
 	mu    sync.Mutex
 	lane  Stream
@@ -69,16 +94,18 @@ type laneWatch struct {
 	done  chan struct{} // closed when it ended
 }
 
-// watchStream starts watching c's stream, which the pipe reads no more.
+// watchStream starts watching c's stream, which the pipe reads no more:
+// from now on c's reader is the watch.
 func watchStream(c *conn) *laneWatch {
 	w := &laneWatch{done: make(chan struct{})}
+	c.reader = w.done
 	c.s.SetReadDeadline(time.Time{}) // the pipe's, for frames it no longer reads
 	go func() {
 		err := drainFrames(c)
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.ended = err
-		if w.lane != nil {
+		if w.lane != nil && !errors.Is(err, io.EOF) {
 			reset(w.lane)
 		}
 		close(w.done)
@@ -95,6 +122,35 @@ func (w *laneWatch) take(s Stream) bool {
 	}
 	w.lane = s
 	return true
+}
+
+// peerError waits up to d for the stream to end, and returns the peer's
+// ERROR if that is how it ended: a peer that failed says so on the stream
+// while its lane is cut, and the cut may come first.
+func (w *laneWatch) peerError(d time.Duration) *PeerError {
+	select {
+	case <-w.done:
+	case <-time.After(d):
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var pe *PeerError
+	if errors.As(w.ended, &pe) {
+		return pe
+	}
+	return nil
+}
+
+// close ends the lane: the transfer is over.
+func (w *laneWatch) close() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lane != nil {
+		reset(w.lane)
+	}
 }
 
 // drainFrames reads c's frames until its stream ends, or an ERROR frame
@@ -153,7 +209,7 @@ func offerLane(c *conn, h Header, opt Options) (LaneListener, error) {
 // acceptLane waits up to wait for the sender's lane, ties it to the
 // stream c, and stops listening. A stream that ends meanwhile (an ERROR
 // from a sender that failed, a reset) ends the wait.
-func acceptLane(parent context.Context, l LaneListener, c *conn, wait time.Duration) (Stream, error) {
+func acceptLane(parent context.Context, l LaneListener, c *conn, wait time.Duration) (Stream, *laneWatch, error) {
 	defer l.Close()
 	w := watchStream(c)
 	ctx, cancel := context.WithTimeout(parent, wait)
@@ -168,23 +224,18 @@ func acceptLane(parent context.Context, l LaneListener, c *conn, wait time.Durat
 	s, err := l.Accept(ctx)
 	if err == nil {
 		if w.take(s) {
-			return s, nil
+			return s, w, nil
 		}
 		reset(s)
-	}
-	select {
-	case <-w.done:
-		var pe *PeerError
-		if errors.As(w.ended, &pe) {
-			return nil, pe
-		}
-		return nil, fmt.Errorf("the stream ended while the lane came: %v", w.ended)
-	default:
+		err = errors.New("the stream ended as the lane came")
 	}
 	if parent.Err() != nil {
-		return nil, parent.Err()
+		return nil, w, parent.Err()
+	}
+	if pe := w.peerError(c.timing.AbortWait); pe != nil {
+		return nil, w, pe
 	}
 	// Not the deadline's error: a lane that did not come is a break of
 	// the transfer's path, which a new stream mends.
-	return nil, fmt.Errorf("take the sender's lane: %v", err)
+	return nil, w, fmt.Errorf("take the sender's lane: %v", err)
 }

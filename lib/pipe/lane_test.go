@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -121,7 +122,9 @@ func itoa(p uint16) string { return (&net.TCPAddr{Port: int(p)}).String()[1:] }
 
 // With lanes on both sides the data, the receiver's reports and its ACK go
 // over the lane, and the stream carries only what comes before: the
-// header, the offer, the ACCEPT and the LANE frame.
+// header, the offer, the ACCEPT and the LANE frame. A peer that closes its
+// idle stream (as a receiver's session does when its transfer is over,
+// while its ACK may still be on the way on the lane) leaves the lane alone.
 func TestDataGoesOverTheLane(t *testing.T) {
 	netns.Require(t)
 	ctx := testContext(t)
@@ -130,10 +133,17 @@ func TestDataGoesOverTheLane(t *testing.T) {
 	sa, sb := &countingStream{TCPConn: a}, &countingStream{TCPConn: b}
 	l := lanes{t: t}
 	var reports atomic.Int64
-	sopt, ropt := l.options(Options{Timing: testTiming, Delivered: func(int64, int64) { reports.Add(1) }}, Options{Timing: testTiming})
+	progress, reached := progressAt(4 << 20)
+	sopt, ropt := l.options(Options{Timing: testTiming, Delivered: func(int64, int64) { reports.Add(1) }}, Options{Timing: testTiming, Progress: progress})
 	dst := newHashWriter()
 	recv := async(func() (int64, error) { return Receive(ctx, sb, dst, ropt) })
 	send := async(func() (int64, error) { return Send(ctx, sa, Header{Kind: KindRaw, Size: size}, stream(3, size), sopt) })
+	select {
+	case <-reached:
+	case <-time.After(testWait):
+		t.Fatal("no data flowed")
+	}
+	b.CloseWrite()
 	rr, sr := await(t, recv, "Receive"), await(t, send, "Send")
 	if rr.err != nil || sr.err != nil {
 		t.Fatalf("Receive: %d, %v; Send: %d, %v", rr.n, rr.err, sr.n, sr.err)
@@ -267,27 +277,50 @@ func TestLaneFailuresResume(t *testing.T) {
 
 // A sender that fails after it said it took the lane, before the lane is
 // up, tells the receiver on the stream: the receiver, which watches the
-// stream while it waits for the lane, stops at once with the sender's
-// message.
+// stream while it waits for the lane, stops with the sender's message,
+// also when the sender's lane was cut just before.
 func TestErrorWhileTheLaneComes(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lane cut first %v", cut), func(t *testing.T) { errorWhileTheLaneComes(t, cut) })
+	}
+}
+
+func errorWhileTheLaneComes(t *testing.T, cut bool) {
 	netns.Require(t)
 	ctx := testContext(t)
 	a, b := tcpPair(t)
 	l := lanes{t: t}
-	_, ropt := l.options(Options{}, Options{Timing: Timing{LaneWait: testWait}})
+	_, ropt := l.options(Options{}, Options{Timing: Timing{LaneWait: testWait, AbortWait: testWait / 4}})
 	recv := async(func() (int64, error) { return Receive(ctx, b, io.Discard, ropt) })
 	if err := frame.Write(a, frame.Header, []byte(`{"kind":"raw","size":-1,"lane":true}`)); err != nil {
 		t.Fatal(err)
 	}
 	r := frame.NewReader(a, frame.MaxPayload)
 	a.SetReadDeadline(time.Now().Add(testWait))
+	var offer []byte
 	for _, want := range []frame.Type{frame.Lane, frame.Accept} {
-		if typ, _, err := nextFrame(r); err != nil || typ != want {
+		typ, p, err := nextFrame(r)
+		if err != nil || typ != want {
 			t.Fatalf("crafted sender got %v, %v; want %v", typ, err, want)
+		}
+		if typ == frame.Lane {
+			offer = append([]byte{}, p...)
 		}
 	}
 	if err := frame.Write(a, frame.Lane, nil); err != nil {
 		t.Fatal(err)
+	}
+	if cut {
+		o, err := lane.ParseOffer(offer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc, err := lane.Dial(ctx, net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 1), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc.Close()
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err := frame.Write(a, frame.Error, []byte("interrupted")); err != nil {
 		t.Fatal(err)
@@ -299,5 +332,60 @@ func TestErrorWhileTheLaneComes(t *testing.T) {
 	}
 	if res.took > testWait/2 {
 		t.Fatalf("Receive took %v: it waited for the lane instead of the stream", res.took)
+	}
+}
+
+// craftedLaneReceiver plays the receiver by hand on c, with a real lane
+// listener: it reads the HEADER, offers the lane, accepts, and reads the
+// sender's LANE frame, but takes no lane.
+func craftedLaneReceiver(t *testing.T, c *net.TCPConn) *lane.Listener {
+	t.Helper()
+	ln, err := lane.Listen(net.IPv4(127, 0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	r := frame.NewReader(c, frame.MaxPayload)
+	c.SetReadDeadline(time.Now().Add(testWait))
+	if typ, _, err := nextFrame(r); err != nil || typ != frame.Header {
+		t.Fatalf("crafted receiver got %v, %v; want HEADER", typ, err)
+	}
+	if err := frame.Write(c, frame.Lane, ln.Offer().Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if err := frame.Write(c, frame.Accept, nil); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _, err := nextFrame(r); err != nil || typ != frame.Lane {
+		t.Fatalf("crafted receiver got %v, %v; want LANE", typ, err)
+	}
+	return ln
+}
+
+// A receiver that fails while the lane comes says so on the stream, and
+// cuts the lane: the sender, which watches the stream once it said that it
+// took the lane, stops with the receiver's message, not as after a break.
+func TestReceiverErrorWhileTheLaneComes(t *testing.T) {
+	netns.Require(t)
+	ctx := testContext(t)
+	a, b := tcpPair(t)
+	l := lanes{t: t}
+	r := &rejoiner{t: t}
+	var se events
+	sopt, _ := l.options(se.options(Options{Timing: testTiming}, r), Options{})
+	send := async(func() (int64, error) { return Send(ctx, a, Header{Kind: KindRaw, Size: -1}, endless{}, sopt) })
+	ln := craftedLaneReceiver(t, b)
+	ln.Close() // the sender's connection, not yet accepted, is cut
+	time.Sleep(50 * time.Millisecond)
+	if err := frame.Write(b, frame.Error, []byte("interrupted")); err != nil {
+		t.Fatal(err)
+	}
+	res := await(t, send, "Send")
+	var pe *PeerError
+	if !errors.As(res.err, &pe) || pe.Message != "interrupted" {
+		t.Fatalf("Send error = %v (%T), want the receiver's ERROR", res.err, res.err)
+	}
+	if lost, _, _ := se.counts(); lost != 0 || r.calls.Load() != 0 {
+		t.Fatalf("the sender took it for a break: %d lost, %d reconnects", lost, r.calls.Load())
 	}
 }

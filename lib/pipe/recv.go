@@ -26,11 +26,13 @@ import (
 func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64, err error) {
 	c := newConn(ctx, s, opt.Timing)
 	stop := c.start()
+	var watch *laneWatch // the lane's, once the data comes over one
 	defer func() {
 		stop()
 		if err != nil {
 			c.abort(err)
 		}
+		watch.close()
 	}()
 
 	t, p, err := c.next()
@@ -145,8 +147,8 @@ func Receive(ctx context.Context, s Stream, dst io.Writer, opt Options) (n int64
 			if lane == nil || flowed || len(p) != 0 {
 				return n, protocolErrorf("unexpected %v frame of %d bytes", t, len(p))
 			}
-			ls, err := acceptLane(ctx, lane, c, c.timing.LaneWait)
-			lane = nil
+			ls, w, err := acceptLane(ctx, lane, c, c.timing.LaneWait)
+			lane, watch = nil, w
 			if err != nil {
 				// The sender went over to a lane this side could not take:
 				// only a new stream mends that.

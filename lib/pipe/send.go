@@ -105,6 +105,7 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 		if err != nil {
 			snd.c.abort(err)
 		}
+		snd.lane.close()
 	}()
 	c := snd.c
 
@@ -143,7 +144,9 @@ func Send(ctx context.Context, s Stream, h Header, src io.Reader, opt Options) (
 			return 0, err
 		}
 		if lane != nil {
-			snd.takeLane(lane)
+			if err := snd.takeLane(lane); err != nil {
+				return 0, err
+			}
 			if err := ctx.Err(); err != nil {
 				return 0, err
 			}
@@ -190,6 +193,7 @@ type sender struct {
 	c    *conn  // the current stream
 	stop func() // stops c's heartbeat and watch
 	peer *reader
+	lane *laneWatch // the lane's watch, once the data went over to a lane
 
 	endSent  atomic.Bool
 	sent     atomic.Int64  // bytes handed to a stream: the receiver cannot report more
