@@ -256,10 +256,7 @@ func (l *Listener) Close() error { return l.tcp.Close() }
 // at once; one from there that does not greet within the time left fails
 // the accept.
 func (l *Listener) Accept(ctx context.Context, from net.IP) (*Conn, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(time.Minute)
-	}
+	deadline := deadlineOf(ctx)
 	l.tcp.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { l.tcp.SetDeadline(time.Now()) })
 	defer stop()
@@ -295,14 +292,19 @@ func (l *Listener) Accept(ctx context.Context, from net.IP) (*Conn, error) {
 	}
 }
 
+// deadlineOf is ctx's deadline, or a minute from now for a context without
+// one: no wait for a peer is without an end.
+func deadlineOf(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(time.Minute)
+}
+
 // readHello reads the peer's first record, which must be want, until ctx
 // ends.
 func (c *Conn) readHello(ctx context.Context, want []byte) error {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(time.Minute)
-	}
-	c.tcp.SetReadDeadline(deadline)
+	c.tcp.SetReadDeadline(deadlineOf(ctx))
 	stop := context.AfterFunc(ctx, func() { c.tcp.SetReadDeadline(time.Now()) })
 	defer stop()
 	buf := make([]byte, len(want))
