@@ -31,19 +31,21 @@ const askTimeout = 10 * time.Second
 // sendKad sends msg to the DHT server p, to which h is connected, on a
 // stream of its own that ctx bounds (its deadline, and a reset when ctx
 // ends). done resets the stream: call it when finished with it.
-func sendKad(ctx context.Context, h host.Host, p peer.ID, msg *pb.Message) (s network.Stream, done func(), err error) {
+func sendKad(ctx context.Context, h host.Host, p peer.ID, msg *pb.Message) (network.Stream, func(), error) {
 	req, err := proto.Marshal(msg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode request: %w", err)
 	}
-	s, err = node.NewStream(ctx, h, p, dht.ProtocolDHT)
+	// s is not a named result: a failed send returns nil for the stream,
+	// while the reset on ctx, already started, may yet run.
+	s, err := node.NewStream(ctx, h, p, dht.ProtocolDHT)
 	if err != nil {
 		return nil, nil, err
 	}
 	deadline, _ := ctx.Deadline()
 	s.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	done = func() {
+	done := func() {
 		stop()
 		s.Reset()
 	}
