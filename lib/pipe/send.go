@@ -75,8 +75,8 @@ type Options struct {
 	// beside the stream, for a sender that takes one: its offer goes to the
 	// sender before the ACCEPT. Nil (or an error) keeps the data on the
 	// stream, as does a sender that does not dial it. The pipe closes the
-	// listener, and ties the lane it takes to the stream: closing the
-	// stream when the transfer is over ends the lane too.
+	// listener, resets the lane it takes when the stream is reset, and
+	// closes the lane when the transfer ends.
 	Lane func() (LaneListener, error)
 	// DialLane (sender only), if set, takes a receiver's lane offer within
 	// ctx: it dials the lane, calls announce once it is connected (the
@@ -85,7 +85,8 @@ type Options struct {
 	// keeps the data on the stream; after it, the receiver waits on the
 	// lane, and the transfer goes on as after a break (through Reconnect).
 	// Then the rest of the transfer goes over the lane, and the stream
-	// stays idle until it ends; closing it ends the lane too.
+	// stays idle; the pipe resets the lane when the stream is reset, and
+	// closes it when the transfer ends.
 	DialLane func(ctx context.Context, offer []byte, announce func() error) (Stream, error)
 }
 
